@@ -1,0 +1,140 @@
+"""What the engine is told. The shell turns ARI events, timers and panel clicks into these.
+
+Every event is a small frozen value; ``Engine.handle(event, now)`` consumes it with the
+current clock time. Ids are opaque strings chosen by the shell (calls) or by the engine
+(offers, timers), so the same event can be replayed in tests without any I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class CallArrived:
+    """A customer entered the Stasis app asking for ``queue``.
+
+    ``arrived_at`` is set when a call is re-queued after a resync, so it keeps its place
+    in line (its original arrival time); otherwise the event's ``now`` is the arrival.
+    ``info`` carries extra details the phone and panel show (e.g. SIP headers passed in).
+    """
+
+    call_id: str
+    queue: str
+    caller_number: str = ""
+    caller_name: str = ""
+    priority: int = 0
+    info: Mapping[str, str] = field(default_factory=dict)
+    arrived_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallerHungUp:
+    """The customer's channel is gone (hung up, cancelled, or lost during a gap)."""
+
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLegAnswered:
+    """The agent's phone answered the offer's channel."""
+
+    offer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLegEnded:
+    """The agent's channel for an offer is gone.
+
+    ``cause``/``tech_cause`` come from ``ChannelDestroyed`` (Q.850 and SIP code).
+    ``dial_timeout`` is true when Asterisk's own dial timeout ended the leg: a soft hangup
+    request the controller did not ask for, followed by cause 19.
+    ``allocation_failed`` is true when the channel could not even be created (HTTP 500
+    "Allocation failed": endpoint unregistered or unknown).
+    """
+
+    offer_id: str
+    cause: int | None = None
+    tech_cause: int | None = None
+    dial_timeout: bool = False
+    allocation_failed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OfferAccepted:
+    """The agent pressed Accept on the panel (used by acceptance modes that need it)."""
+
+    offer_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OfferRejected:
+    """The agent pressed Reject on the panel: stop ringing at once, next agent."""
+
+    offer_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmDigit:
+    """A DTMF digit from the agent's phone while the call details are played (confirm mode)."""
+
+    offer_id: str
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A timer started by a ``StartTimer`` command reached its deadline."""
+
+    timer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLogin:
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLogout:
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPause:
+    agent_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentReady:
+    """Agent is ready again: ends a pause or ``not_responding``, resets the miss count."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointState:
+    """Reachability of a device (``EndpointStateChange``: online/offline)."""
+
+    endpoint: str
+    reachable: bool
+
+
+Event = (
+    CallArrived
+    | CallerHungUp
+    | AgentLegAnswered
+    | AgentLegEnded
+    | OfferAccepted
+    | OfferRejected
+    | ConfirmDigit
+    | TimerFired
+    | AgentLogin
+    | AgentLogout
+    | AgentPause
+    | AgentReady
+    | EndpointState
+)

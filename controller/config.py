@@ -1,0 +1,549 @@
+"""Settings (environment / .env) and the queue/agent TOML file.
+
+Admins edit these by hand, so every mistake must come back as one readable line that names
+the file, the key and what was expected, never a pydantic dump or a traceback. The engine
+only sees the frozen dataclasses of :mod:`controller.acd.setup`; pydantic stays here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from dotenv import dotenv_values
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from controller.acd.setup import (
+    Acceptance,
+    AcdSetup,
+    AgentConfig,
+    AgentStartState,
+    DialplanTarget,
+    HoldMode,
+    Membership,
+    QueueConfig,
+    Strategy,
+)
+
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "load_settings",
+    "load_setup",
+    "redact_url",
+    "setup_warnings",
+]
+
+ENV_PREFIX = "ACD_"
+HOW_TO_SET_CONFIG = "pass --config PATH or set ACD_CONFIG"
+
+
+class ConfigError(Exception):
+    """Bad settings or config file: one human-readable line per problem.
+
+    The CLI prints ``str(error)`` to stderr and exits with code 2; nothing starts.
+    """
+
+    def __init__(self, problems: str | Iterable[str]) -> None:
+        self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
+        if not self.problems:
+            raise ValueError("ConfigError needs at least one problem")
+        super().__init__("\n".join(self.problems))
+
+
+# --------------------------------------------------------------------------- settings
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/\s:@]*):(?P<pw>[^/\s@]*)@")
+
+
+def redact_url(url: str) -> str:
+    """``postgresql://acd:secret@db/acd`` -> ``postgresql://acd:***@db/acd`` (for printing)."""
+    return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class Settings(BaseSettings):
+    """Process settings from ``ACD_*`` environment variables or a ``.env`` file.
+
+    Queues and agents live in the TOML file named by ``config``; these are the things that
+    differ per machine (where Asterisk is, credentials, ports).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",  # .env may be shared with other tools; load_settings checks ACD_* typos
+        validate_default=True,
+    )
+
+    ari_url: str = "http://127.0.0.1:8088"
+    ari_user: str = "acd"
+    ari_password: SecretStr = SecretStr("")
+    ari_app: str = "acd"
+    config: Path = Path("./acd.toml")
+    database_url: str = "sqlite+aiosqlite:///./data/acd.sqlite3"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=1, le=65535)
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("ari_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise PydanticCustomError("acd", "an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("ari_user", "ari_app", "http_host")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError("acd", "a non-empty value")
+        return value.strip()
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise PydanticCustomError("acd", "an SQLAlchemy URL")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().upper() in _LOG_LEVELS:
+            return value.strip().upper()
+        raise PydanticCustomError("acd", "a log level")
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _fmt(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def __repr_args__(self):  # noqa: ANN204 - pydantic's signature
+        # SecretStr already masks itself; a postgres URL may carry a password too.
+        for name, value in super().__repr_args__():
+            yield name, (redact_url(value) if name == "database_url" else value)
+
+    def secret_values(self) -> list[str]:
+        """Plain-text secrets for the log redactor (never print these)."""
+        values = [self.ari_password.get_secret_value()]
+        match = _URL_CREDENTIALS.search(self.database_url)
+        if match and match["pw"]:
+            values.append(match["pw"])
+        return [v for v in values if v]
+
+    def require_ari_password(self) -> str:
+        """The ARI password, or ConfigError: ``run`` can't talk to Asterisk without it."""
+        password = self.ari_password.get_secret_value()
+        if not password:
+            raise ConfigError(
+                "settings: ACD_ARI_PASSWORD: must be set to the password of ARI user "
+                f"{self.ari_user!r} (from Asterisk's ari.conf); set it in the environment or in .env"
+            )
+        return password
+
+
+_SETTING_EXPECT: dict[str, str] = {
+    "ari_url": "an http:// or https:// URL such as http://127.0.0.1:8088",
+    "ari_user": "a non-empty ARI user name (from ari.conf)",
+    "ari_password": "a string",
+    "ari_app": "a non-empty Stasis application name",
+    "config": "a file path",
+    "database_url": "an SQLAlchemy URL such as sqlite+aiosqlite:///./data/acd.sqlite3",
+    "http_host": "a non-empty host name or IP address",
+    "http_port": "a TCP port number 1-65535",
+    "log_level": "one of " + ", ".join(_LOG_LEVELS),
+    "log_format": "text or json",
+}
+
+
+_SECRET_SETTINGS = frozenset({"ari_password"})
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Build Settings from the environment (and ``env_file``), ConfigError when invalid.
+
+    ``overrides`` (e.g. ``config=`` from ``--config``) beat the environment.
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    problems = _unknown_dotenv_keys(env_file)
+    try:
+        settings = Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            key = str(err["loc"][0]) if err["loc"] else "?"
+            env_name = (ENV_PREFIX + key).upper()
+            expect = _SETTING_EXPECT.get(key, err["msg"])
+            value = err.get("input")
+            if err["type"] == "missing":
+                shown = "nothing"
+            elif key in _SECRET_SETTINGS:
+                shown = "a value that is not shown"
+            else:
+                shown = repr(value)
+            problems.append(f"settings: {env_name}: must be {expect}, got {shown}")
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _unknown_dotenv_keys(env_file: str | Path | None) -> list[str]:
+    """A misspelt ACD_ key in .env would silently fall back to a default: report it."""
+    if env_file is None or not Path(env_file).is_file():
+        return []
+    problems = []
+    for name in dotenv_values(env_file):
+        key = name.upper()
+        if key.startswith(ENV_PREFIX) and key.removeprefix(ENV_PREFIX).lower() not in _SETTING_EXPECT:
+            close = difflib.get_close_matches(key.removeprefix(ENV_PREFIX).lower(), _SETTING_EXPECT, n=1)
+            hint = f" (did you mean {ENV_PREFIX}{close[0].upper()}?)" if close else ""
+            problems.append(
+                f"{env_file}: {name}: unknown setting{hint}; known settings: "
+                + ", ".join(ENV_PREFIX + k.upper() for k in _SETTING_EXPECT)
+            )
+    return problems
+
+
+# --------------------------------------------------------------------------- the TOML file
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_ENDPOINT = re.compile(r"^(?P<tech>[A-Za-z][A-Za-z0-9_\-]*)/(?P<resource>\S+)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class QueueModel(_Strict):
+    """One ``[queues.NAME]`` table; defaults match :class:`QueueConfig`."""
+
+    strategy: Strategy = Field(Strategy.LONGEST_IDLE, strict=False)
+    ring_timeout: float = Field(15.0, gt=0, allow_inf_nan=False)
+    acceptance: Acceptance = Field(Acceptance.ANSWER, strict=False)
+    hold: HoldMode = Field(HoldMode.MOH, strict=False)
+    wrapup: float = Field(5.0, ge=0, allow_inf_nan=False)
+    max_wait: float = Field(0.0, ge=0, allow_inf_nan=False)
+    overflow: DialplanTarget | None = None
+    reject_delay: float = Field(0.0, ge=0, allow_inf_nan=False)
+    busy_delay: float = Field(10.0, ge=0, allow_inf_nan=False)
+    no_answer_delay: float = Field(0.0, ge=0, allow_inf_nan=False)
+    unreachable_delay: float = Field(5.0, ge=0, allow_inf_nan=False)
+    max_no_answer: int = Field(2, ge=0)
+    join_empty: bool = True
+    retry: float = Field(5.0, ge=0, allow_inf_nan=False)
+    confirm_timeout: float = Field(10.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("overflow", mode="plain")
+    @classmethod
+    def _overflow(cls, value: Any) -> DialplanTarget | None:
+        if not isinstance(value, str):
+            raise PydanticCustomError("acd", "")
+        if not value.strip():
+            return None
+        try:
+            return DialplanTarget.parse(value)
+        except ValueError as exc:
+            raise PydanticCustomError("acd", "{reason}", {"reason": str(exc)}) from None
+
+    def to_engine(self, name: str) -> QueueConfig:
+        return QueueConfig(name=name, **dict(self))
+
+
+class MembershipModel(_Strict):
+    """An agent's queue: ``"support"`` or ``{ queue = "support", penalty = 1 }``."""
+
+    queue: str
+    penalty: int = Field(0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"queue": value}
+        if not isinstance(value, Mapping):
+            raise PydanticCustomError("acd_membership", "")
+        return value
+
+
+class AgentModel(_Strict):
+    """One ``[agents.ID]`` table."""
+
+    name: str | None = None
+    endpoint: str
+    queues: list[MembershipModel] = []
+    state: AgentStartState = Field(AgentStartState.AVAILABLE, strict=False)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise PydanticCustomError("acd", "")
+        return value.strip() if value is not None else None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not _ENDPOINT.match(value.strip()):
+            raise PydanticCustomError("acd", "")
+        return value.strip()
+
+
+_QUEUE_FIELDS = list(QueueModel.model_fields)
+_AGENT_FIELDS = list(AgentModel.model_fields)
+_MEMBER_FIELDS = list(MembershipModel.model_fields)
+
+
+def _choices(enum: type) -> str:
+    return "one of " + ", ".join(f'"{e.value}"' for e in enum)
+
+
+_SEC_GE0 = "a number of seconds >= 0"
+_EXPECT: dict[str, dict[str, str]] = {
+    "queue": {
+        "strategy": _choices(Strategy),
+        "ring_timeout": "a number of seconds > 0",
+        "acceptance": _choices(Acceptance),
+        "hold": _choices(HoldMode),
+        "wrapup": _SEC_GE0,
+        "max_wait": f"{_SEC_GE0} (0 = no limit)",
+        "overflow": '"" (hang up) or "context,exten[,priority]" such as "acd-overflow,s,1"',
+        "reject_delay": _SEC_GE0,
+        "busy_delay": _SEC_GE0,
+        "no_answer_delay": _SEC_GE0,
+        "unreachable_delay": _SEC_GE0,
+        "max_no_answer": "a whole number >= 0 (0 = never)",
+        "join_empty": "true or false",
+        "retry": _SEC_GE0,
+        "confirm_timeout": "a number of seconds > 0",
+    },
+    "agent": {
+        "name": 'a non-empty string such as "Alice"',
+        "endpoint": 'a "TECH/resource" endpoint such as "PJSIP/agent1"',
+        "queues": 'a list of queue names or { queue = "...", penalty = N } tables',
+        "state": _choices(AgentStartState),
+    },
+    "membership": {
+        "": 'a queue name or a { queue = "...", penalty = N } table',
+        "queue": "the name of a queue defined under [queues]",
+        "penalty": "a whole number >= 0 (higher = offered later)",
+    },
+}
+
+
+def _key(part: str | int) -> str:
+    """One segment of a TOML key path, quoted when it isn't a bare key."""
+    if isinstance(part, int):
+        return f"[{part}]"
+    return part if re.fullmatch(r"[A-Za-z0-9_\-]+", part) else f'"{part}"'
+
+
+def _path(*parts: str | int) -> str:
+    out = ""
+    for part in parts:
+        seg = _key(part)
+        out += seg if seg.startswith("[") or not out else "." + seg
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    """Show a value the way the admin typed it in TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_key(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _unknown_key(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f'did you mean "{close[0]}"? ' if close else ""
+    return f"unknown key ({hint}expected one of: {', '.join(known)})"
+
+
+def _problems(prefix: tuple[str | int, ...], kind: str, exc: ValidationError) -> list[str]:
+    """Turn pydantic errors into our one-line messages (without the file name)."""
+    out: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        where = _path(*prefix, *loc)
+        if kind == "agent" and loc and loc[0] == "queues" and len(loc) >= 2:
+            field = str(loc[2]) if len(loc) >= 3 else ""
+            table, known = _EXPECT["membership"], _MEMBER_FIELDS
+        else:
+            field = str(loc[0]) if loc else ""
+            table, known = _EXPECT[kind], (_QUEUE_FIELDS if kind == "queue" else _AGENT_FIELDS)
+        if err["type"] == "extra_forbidden":
+            out.append(f"{where}: {_unknown_key(field, known)}")
+        elif err["type"] == "missing":
+            out.append(f"{where}: missing, must be {table.get(field, 'set')}")
+        else:
+            expect = table.get(field, err["msg"])
+            reason = (err.get("ctx") or {}).get("reason") if err["type"] == "acd" else None
+            if reason and reason.startswith("expected"):
+                reason = None  # says nothing beyond `expect`
+            line = f"{where}: must be {expect}, got {_toml_value(err['input'])}"
+            out.append(f"{line} ({reason})" if reason else line)
+    return out
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found (looked in {path.resolve()}); {HOW_TO_SET_CONFIG}"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a TOML file; {HOW_TO_SET_CONFIG}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        if m:
+            detail = msg[: m.start()].strip()
+            raise ConfigError(f"{path}: line {m[1]}, column {m[2]}: TOML syntax error: {detail}") from None
+        raise ConfigError(f"{path}: TOML syntax error: {msg}") from None
+
+
+def load_setup(path: str | Path) -> AcdSetup:
+    """Read and validate the queue/agent TOML file into the engine's :class:`AcdSetup`.
+
+    Raises ConfigError listing every problem found, each prefixed with the file name.
+    """
+    path = Path(path)
+    doc = _read_toml(path)
+    problems: list[str] = []
+
+    for key in doc:
+        if key not in ("queues", "agents"):
+            problems.append(f"{_path(key)}: {_unknown_key(key, ['queues', 'agents'])}")
+
+    raw_queues = doc.get("queues", {})
+    raw_agents = doc.get("agents", {})
+    if not isinstance(raw_queues, dict):
+        problems.append(f"queues: must be tables like [queues.support], got {_toml_value(raw_queues)}")
+        raw_queues = {}
+    elif not raw_queues:
+        problems.append("queues: at least one queue is required, e.g. a [queues.support] table")
+    if not isinstance(raw_agents, dict):
+        problems.append(f"agents: must be tables like [agents.alice], got {_toml_value(raw_agents)}")
+        raw_agents = {}
+
+    queues: dict[str, QueueConfig] = {}
+    for name, raw in raw_queues.items():
+        where = _path("queues", name)
+        if not _NAME.match(name):
+            problems.append(f"{where}: queue name must be letters, digits, '_', '-' or '.'")
+            continue
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: must be a table of queue settings, got {_toml_value(raw)}")
+            continue
+        try:
+            queues[name] = QueueModel.model_validate(raw).to_engine(name)
+        except ValidationError as exc:
+            problems.extend(_problems(("queues", name), "queue", exc))
+
+    agents: dict[str, AgentConfig] = {}
+    endpoint_owner: dict[str, str] = {}
+    for agent_id, raw in raw_agents.items():
+        where = _path("agents", agent_id)
+        if not _NAME.match(agent_id):
+            problems.append(f"{where}: agent id must be letters, digits, '_', '-' or '.'")
+            continue
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: must be a table of agent settings, got {_toml_value(raw)}")
+            continue
+        try:
+            model = AgentModel.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(_problems(("agents", agent_id), "agent", exc))
+            continue
+        ok = True
+        seen: set[str] = set()
+        for i, member in enumerate(model.queues):
+            mwhere = _path("agents", agent_id, "queues", i)
+            if member.queue not in raw_queues:
+                known = ", ".join(raw_queues) or "none"
+                close = difflib.get_close_matches(member.queue, list(raw_queues), n=1)
+                hint = f'did you mean "{close[0]}"? ' if close else ""
+                problems.append(
+                    f"{mwhere}: unknown queue {_toml_value(member.queue)} ({hint}defined queues: {known})"
+                )
+                ok = False
+            elif member.queue in seen:
+                problems.append(f"{mwhere}: queue {_toml_value(member.queue)} is listed twice for this agent")
+                ok = False
+            seen.add(member.queue)
+        m = _ENDPOINT.match(model.endpoint)
+        assert m is not None  # checked by AgentModel
+        endpoint_key = f"{m['tech'].lower()}/{m['resource']}"
+        if endpoint_key in endpoint_owner:
+            problems.append(
+                f"{_path('agents', agent_id, 'endpoint')}: {_toml_value(model.endpoint)} is already used by "
+                f"agent {endpoint_owner[endpoint_key]}; each agent needs its own endpoint"
+            )
+            ok = False
+        else:
+            endpoint_owner[endpoint_key] = agent_id
+        if ok:
+            agents[agent_id] = AgentConfig(
+                id=agent_id,
+                name=model.name or agent_id,
+                endpoint=model.endpoint,
+                queues=tuple(Membership(mm.queue, mm.penalty) for mm in model.queues),
+                state=model.state,
+            )
+
+    if problems:
+        raise ConfigError(f"{path}: {p}" for p in problems)
+    return AcdSetup(queues=queues, agents=agents)
+
+
+def setup_warnings(setup: AcdSetup) -> list[str]:
+    """Legal but probably unintended combinations, for ``check-config`` and the startup log."""
+    warnings: list[str] = []
+    staffed = {m.queue for agent in setup.agents.values() for m in agent.queues}
+    for name, queue in setup.queues.items():
+        if name not in staffed:
+            warnings.append(f"queues.{name}: no agent is a member; callers will wait or overflow")
+        if queue.overflow is not None and queue.max_wait == 0:
+            warnings.append(f"queues.{name}.overflow: never used because max_wait = 0 (no limit)")
+    for agent_id, agent in setup.agents.items():
+        if not agent.queues:
+            warnings.append(f"agents.{agent_id}.queues: empty; this agent never gets a call")
+    return warnings
