@@ -1,0 +1,92 @@
+"""Scenario harness: the real controller against the simulated Asterisk over loopback HTTP/WS."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+
+import pytest
+
+from controller.acd import commands as cmd
+from controller.acd.setup import AcdSetup, AgentConfig, Membership, QueueConfig
+from controller.app import Controller
+from controller.clock import Clock
+from controller.sim import SimAsterisk
+
+SPEED = 20.0  # simulated seconds per wall second
+
+
+class World:
+    """A simulated PBX with phones, and a controller attached to it."""
+
+    def __init__(self, sim: SimAsterisk, controller: Controller) -> None:
+        self.sim = sim
+        self.controller = controller
+        self.records: list[cmd.Record] = []  # the controller's history, in order
+        controller.shell.listeners.append(
+            lambda c: self.records.append(c) if isinstance(c, cmd.Record) else None
+        )
+
+    @property
+    def engine(self):
+        return self.controller.engine
+
+    def call(self, **kw):
+        kw.setdefault("caller_number", "5551234")
+        kw.setdefault("caller_name", "Maria")
+        return self.sim.place_call("101", **kw)
+
+    async def until(self, pred: Callable[[], object], timeout: float = 10.0) -> None:
+        """Poll until ``pred()`` is true (controller state changes wake no sim waiter)."""
+        clock = self.controller.clock
+        deadline = clock.now() + timeout
+        while not pred():
+            if clock.now() > deadline:
+                raise TimeoutError(f"timed out after {timeout} clock s")
+            await asyncio.sleep(0.005)
+
+
+def make_setup(agents: dict[str, str], queue: QueueConfig | None = None, **queue_kw) -> AcdSetup:
+    """``agents`` maps agent id -> phone name (endpoint PJSIP/<phone>)."""
+    q = queue or replace(QueueConfig("support"), **queue_kw)
+    return AcdSetup(
+        queues={q.name: q},
+        agents={
+            a: AgentConfig(a, a.title(), f"PJSIP/{phone}", (Membership(q.name),))
+            for a, phone in agents.items()
+        },
+    )
+
+
+@pytest.fixture
+async def world_factory() -> AsyncIterator[Callable[..., object]]:
+    worlds: list[World] = []
+
+    async def make(
+        setup: AcdSetup, phones: dict[str, object], *, offline: tuple[str, ...] = (), seed: int = 1
+    ):
+        clock = Clock(speed=SPEED)
+        sim = SimAsterisk(clock=clock, seed=seed, user="acd", password="secret")
+        await sim.start("127.0.0.1", 0)
+        for name, behaviour in phones.items():
+            sim.add_phone(name, behaviour, registered=name not in offline)
+        controller = Controller(
+            setup,
+            ari_url=sim.base_url,
+            ari_user="acd",
+            ari_password="secret",
+            clock=clock,
+            seed=seed,
+            backoff_initial=0.05,
+            backoff_max=0.2,
+        )
+        world = World(sim, controller)
+        await controller.start()
+        worlds.append(world)
+        return world
+
+    yield make
+    for world in worlds:
+        await world.controller.stop()
+        await world.sim.stop()
