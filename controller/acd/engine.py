@@ -278,6 +278,34 @@ class Engine:
         self._waiting[call.queue].add(call.id, call.rank)
         self._dispatch_call(call)
 
+    def _on_call_restored(self, e: ev.CallRestored) -> None:
+        agent = self.agents.get(e.agent_id)
+        if (
+            e.call_id in self.calls
+            or e.call_id in self._recent_set
+            or e.queue not in self.setup.queues
+            or agent is None
+            or agent.call is not None
+            or agent.live_offer is not None
+        ):
+            self.stats["restore_refused"] += 1
+            return
+        now = self._now
+        arrived = now if e.arrived_at is None else min(e.arrived_at, now)
+        call = Call(e.call_id, e.queue, e.caller_number, e.caller_name, 0, {}, arrived, next(self._call_seq))
+        call.offer_count = 1
+        offer = Offer(f"{call.id}-1", call.id, agent.id, now, now, state=OfferState.CONNECTED)
+        offer.outcome, offer.answered_at = Outcome.ACCEPTED, now
+        call.state, call.connected_offer, call.connected_at = CallState.CONNECTED, offer.id, now
+        self.calls[call.id] = call
+        self.offers[offer.id] = offer
+        agent.call = call.id
+        agent.open_legs += 1
+        self._refresh(agent)
+        self._record("call.restored", call, offer=offer.id, agent=agent.id, bridged=e.bridged)
+        if not e.bridged:
+            self._emit(cmd.Connect(call.id, offer.id, agent.id))
+
     def _on_caller_hung_up(self, e: ev.CallerHungUp) -> None:
         call = self.calls.get(e.call_id)
         if call is None or call.state is CallState.ENDED:
@@ -315,7 +343,19 @@ class Engine:
             if agent is not None:
                 agent.tried_calls.discard(call.id)
         call.tried.clear()
-        self._record("call.ended", call, outcome=outcome.value, detail=detail, hung_up_by=call.hung_up_by)
+        answered = call.connected_at
+        self._record(
+            "call.ended",
+            call,
+            outcome=outcome.value,
+            detail=detail,
+            hung_up_by=call.hung_up_by,
+            arrived_at=call.arrived_at,
+            connected_at=answered,
+            wait=(answered if answered is not None else self._now) - call.arrived_at,
+            talk=self._now - answered if answered is not None else 0.0,
+            agent=self.offers[call.connected_offer].agent_id if call.connected_offer else None,
+        )
         self._forget_call_if_done(call)
 
     def _forget_call_if_done(self, call: Call) -> None:
@@ -837,4 +877,5 @@ class Engine:
         ev.AgentPause: _on_pause,
         ev.AgentReady: _on_ready,
         ev.EndpointState: _on_endpoint,
+        ev.CallRestored: _on_call_restored,
     }

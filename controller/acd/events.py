@@ -123,6 +123,25 @@ class EndpointState:
     reachable: bool
 
 
+@dataclass(frozen=True, slots=True)
+class CallRestored:
+    """After a controller restart: a customer and the agent leg answered for them.
+
+    ``bridged``: they already talk in a mixing bridge (the engine only takes the call back);
+    otherwise the agent had answered but the customer was still waiting, and the engine
+    connects them now. Refused (nothing happens) if the agent is busy or unknown; the shell
+    then re-queues the customer and hangs the leg up.
+    """
+
+    call_id: str
+    queue: str
+    agent_id: str
+    caller_number: str = ""
+    caller_name: str = ""
+    arrived_at: float | None = None
+    bridged: bool = True
+
+
 Event = (
     CallArrived
     | CallerHungUp
@@ -137,4 +156,5 @@ Event = (
     | AgentPause
     | AgentReady
     | EndpointState
+    | CallRestored
 )

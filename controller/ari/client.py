@@ -144,10 +144,14 @@ class AriClient:
 
     def _unauthorized_message(self, status: int, what: str) -> str:
         if status == 403:
-            return (f"ARI at {self.base_url} refused {what} for user {self.user!r} (HTTP 403): "
-                    "the user is probably read_only in ari.conf")
-        return (f"ARI at {self.base_url} refused credentials for user {self.user!r}: "
-                "check ACD_ARI_USER/ACD_ARI_PASSWORD and ari.conf")
+            return (
+                f"ARI at {self.base_url} refused {what} for user {self.user!r} (HTTP 403): "
+                "the user is probably read_only in ari.conf"
+            )
+        return (
+            f"ARI at {self.base_url} refused credentials for user {self.user!r}: "
+            "check ACD_ARI_USER/ACD_ARI_PASSWORD and ari.conf"
+        )
 
     async def _request(
         self,
@@ -165,7 +169,11 @@ class AriClient:
         self.stats["requests"] += 1
         try:
             async with self.session.request(
-                method, url, params=query, json=body, headers=self._auth_header,
+                method,
+                url,
+                params=query,
+                json=body,
+                headers=self._auth_header,
                 timeout=aiohttp.ClientTimeout(total=self.request_timeout),
             ) as resp:
                 status = resp.status
@@ -177,7 +185,8 @@ class AriClient:
                 None,
                 f"ARI at {self.base_url} did not answer {method} {path} within {self.request_timeout:g} s: "
                 "check that Asterisk is running and not overloaded",
-                method, path,
+                method,
+                path,
             ) from None
         except aiohttp.ClientError as exc:
             self.stats["errors"] += 1
@@ -187,7 +196,8 @@ class AriClient:
                 f"cannot reach ARI at {self.base_url} for {method} {path} "
                 f"({type(exc).__name__}: {self.redact(str(exc))}): check ACD_ARI_URL and that Asterisk "
                 "runs with the HTTP server enabled (http.conf) and res_ari loaded",
-                method, path,
+                method,
+                path,
             ) from None
         if status < 300:
             if status == 204 or not text:
@@ -197,8 +207,10 @@ class AriClient:
             except ValueError:
                 self.stats["errors"] += 1
                 raise AriServerError(
-                    status, f"ARI {method} {path} returned a body that is not JSON: {text[:200]!r}",
-                    method, path,
+                    status,
+                    f"ARI {method} {path} returned a body that is not JSON: {text[:200]!r}",
+                    method,
+                    path,
                 ) from None
         raise self._error(status, text, method, path, endpoint)
 
@@ -225,11 +237,15 @@ class AriClient:
                 f"({method} {path}: HTTP 500 Allocation failed): "
                 "the endpoint is unregistered, unreachable or unknown; check that the phone is registered "
                 f"(GET /ari/endpoints/{endpoint})",
-                method, path, detail=detail, endpoint=endpoint,
+                method,
+                path,
+                detail=detail,
+                endpoint=endpoint,
             )
         cls = _STATUS_ERRORS.get(status) or (AriServerError if status >= 500 else AriError)
-        return cls(status, f"ARI {method} {path} failed with HTTP {status}: {detail}", method, path,
-                   detail=detail)
+        return cls(
+            status, f"ARI {method} {path} failed with HTTP {status}: {detail}", method, path, detail=detail
+        )
 
     @staticmethod
     def _parse(model: type[M], data: Any, method: str, path: str) -> M:
@@ -237,9 +253,11 @@ class AriClient:
             return model.model_validate(data)
         except ValidationError as exc:
             raise AriServerError(
-                None, f"ARI {method} {path} returned a {model.__name__} this client cannot read: "
+                None,
+                f"ARI {method} {path} returned a {model.__name__} this client cannot read: "
                 f"{exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}",
-                method, path,
+                method,
+                path,
             ) from None
 
     async def _get_model(self, model: type[M], path: str) -> M:
@@ -276,8 +294,9 @@ class AriClient:
             "originator": originator,
             "formats": formats,
         }
-        data = await self._request("POST", "/channels/create", params=params, variables=variables,
-                                   endpoint=endpoint)
+        data = await self._request(
+            "POST", "/channels/create", params=params, variables=variables, endpoint=endpoint
+        )
         return self._parse(Channel, data, "POST", "/channels/create")
 
     async def originate(
@@ -333,8 +352,9 @@ class AriClient:
         ``caller`` (a channel id) overwrites the agent channel's connected line, which is what the
         agent's phone shows; leave it out to show CONNECTEDLINE(name/num) set at create instead.
         """
-        await self._request("POST", f"/channels/{channel_id}/dial",
-                            params={"caller": caller, "timeout": timeout})
+        await self._request(
+            "POST", f"/channels/{channel_id}/dial", params={"caller": caller, "timeout": timeout}
+        )
 
     async def answer(self, channel_id: str) -> None:
         await self._request("POST", f"/channels/{channel_id}/answer")
@@ -402,8 +422,9 @@ class AriClient:
         return None if value is None else str(value)
 
     async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
-        await self._request("POST", f"/channels/{channel_id}/variable",
-                            params={"variable": variable, "value": value})
+        await self._request(
+            "POST", f"/channels/{channel_id}/variable", params={"variable": variable, "value": value}
+        )
 
     async def continue_in_dialplan(
         self,
@@ -415,14 +436,16 @@ class AriClient:
     ) -> None:
         """Leave Stasis and continue in the dialplan (e.g. an overflow target)."""
         await self._request(
-            "POST", f"/channels/{channel_id}/continue",
+            "POST",
+            f"/channels/{channel_id}/continue",
             params={"context": context, "extension": extension, "priority": priority, "label": label},
         )
 
     # --- bridges -------------------------------------------------------------------------------
 
-    async def create_bridge(self, type: str = "mixing", bridge_id: str | None = None,
-                            name: str | None = None) -> Bridge:
+    async def create_bridge(
+        self, type: str = "mixing", bridge_id: str | None = None, name: str | None = None
+    ) -> Bridge:
         """POST /bridges. ``type`` is ``holding`` (waiting callers, bridge MOH) or ``mixing`` (a call)."""
         params = {"type": type, "bridgeId": bridge_id, "name": name}
         return self._parse(Bridge, await self._request("POST", "/bridges", params=params), "POST", "/bridges")
@@ -450,8 +473,9 @@ class AriClient:
         await self._request("POST", f"/bridges/{bridge_id}/addChannel", params=params)
 
     async def remove_channel(self, bridge_id: str, channels: str | Iterable[str]) -> None:
-        await self._request("POST", f"/bridges/{bridge_id}/removeChannel",
-                            params={"channel": _csv(channels, "channels")})
+        await self._request(
+            "POST", f"/bridges/{bridge_id}/removeChannel", params={"channel": _csv(channels, "channels")}
+        )
 
     async def destroy_bridge(self, bridge_id: str) -> bool:
         """Destroy a bridge; False if it was already gone."""
@@ -530,17 +554,24 @@ class AriClient:
                 )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (401, 403):
-                raise AriUnauthorized(exc.status, self._unauthorized_message(exc.status, what),
-                                      "GET", "/events") from None
+                raise AriUnauthorized(
+                    exc.status, self._unauthorized_message(exc.status, what), "GET", "/events"
+                ) from None
             raise AriConnectionError(
-                exc.status, f"ARI refused {what} with HTTP {exc.status}: check that res_ari is loaded "
-                "and the app name is valid", "GET", "/events",
+                exc.status,
+                f"ARI refused {what} with HTTP {exc.status}: check that res_ari is loaded "
+                "and the app name is valid",
+                "GET",
+                "/events",
             ) from None
         except TimeoutError:
-            raise AriConnectionError(None, f"no answer from {what} within {self.request_timeout:g} s",
-                                     "GET", "/events") from None
+            raise AriConnectionError(
+                None, f"no answer from {what} within {self.request_timeout:g} s", "GET", "/events"
+            ) from None
         except aiohttp.ClientError as exc:
             raise AriConnectionError(
-                None, f"cannot connect to {what} ({type(exc).__name__}: {self.redact(str(exc))})",
-                "GET", "/events",
+                None,
+                f"cannot connect to {what} ({type(exc).__name__}: {self.redact(str(exc))})",
+                "GET",
+                "/events",
             ) from None

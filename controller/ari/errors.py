@@ -14,8 +14,9 @@ class AriError(Exception):
     create/originate), e.g. "Channel not in Stasis application".
     """
 
-    def __init__(self, status: int | None, message: str, method: str = "", path: str = "",
-                 *, detail: str = "") -> None:
+    def __init__(
+        self, status: int | None, message: str, method: str = "", path: str = "", *, detail: str = ""
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -57,8 +58,16 @@ class EndpointUnreachable(AriServerError):
     channel and no event, so the caller must treat the agent as unavailable right away.
     """
 
-    def __init__(self, status: int | None, message: str, method: str = "", path: str = "",
-                 *, detail: str = "", endpoint: str = "") -> None:
+    def __init__(
+        self,
+        status: int | None,
+        message: str,
+        method: str = "",
+        path: str = "",
+        *,
+        detail: str = "",
+        endpoint: str = "",
+    ) -> None:
         super().__init__(status, message, method, path, detail=detail)
         self.endpoint = endpoint
 

@@ -109,8 +109,11 @@ class EventStream:
             if reset:
                 self._attempt = 0
             delay = backoff_delay(self._attempt, self.backoff_initial, self.backoff_max, self._rng)
-            log.info("reconnecting to the ARI events websocket in %.2f s", delay,
-                     extra={**self._extra, "attempt": self._attempt, "backoff_s": delay})
+            log.info(
+                "reconnecting to the ARI events websocket in %.2f s",
+                delay,
+                extra={**self._extra, "attempt": self._attempt, "backoff_s": delay},
+            )
             self._attempt += 1
             await self._sleep(delay)
         log.info("ARI event stream stopped", extra=self._extra)
@@ -138,8 +141,11 @@ class EventStream:
         self._ws = ws
         self.connected = True
         try:
-            log.info("%s the ARI events websocket", "reconnected to" if reconnected else "connected to",
-                     extra={**self._extra, "reconnected": reconnected})
+            log.info(
+                "%s the ARI events websocket",
+                "reconnected to" if reconnected else "connected to",
+                extra={**self._extra, "reconnected": reconnected},
+            )
             if self._on_connect is not None:
                 try:
                     await self._on_connect(reconnected)
@@ -155,8 +161,11 @@ class EventStream:
             if not ws.closed:
                 await ws.close()
         if not self._stopping:
-            log.warning("ARI events websocket closed (code %s); events are lost until it is back",
-                        ws.close_code, extra=self._extra)
+            log.warning(
+                "ARI events websocket closed (code %s); events are lost until it is back",
+                ws.close_code,
+                extra=self._extra,
+            )
         return received > 0 or loop.time() - started >= self._stable_after, True
 
     async def _consume(self, ws: aiohttp.ClientWebSocketResponse) -> int:
@@ -188,16 +197,23 @@ class EventStream:
         self.stats["events"] += 1
         extra = {**self._extra, "ari_event_type": event.type}
         if isinstance(event, ApplicationReplacedEvent):
-            log.error("another controller connected to ARI app %r and took over; this one stops",
-                      self._client.app, extra=extra)
+            log.error(
+                "another controller connected to ARI app %r and took over; this one stops",
+                self._client.app,
+                extra=extra,
+            )
             raise ApplicationReplaced(self._client.app)
         if not is_known(event):
             self.stats["unknown_events"] += 1
-            log.debug("ARI event type %s has no typed model; passing it on as a plain Event", event.type,
-                      extra=extra)
+            log.debug(
+                "ARI event type %s has no typed model; passing it on as a plain Event",
+                event.type,
+                extra=extra,
+            )
         try:
             await self._handler(event)
         except Exception:
             self.stats["handler_errors"] += 1
-            log.exception("event handler failed on %s; continuing with the next event", event.type,
-                          extra=extra)
+            log.exception(
+                "event handler failed on %s; continuing with the next event", event.type, extra=extra
+            )

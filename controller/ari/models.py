@@ -207,10 +207,25 @@ class ChannelDialplan(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
-        StasisStart, StasisEnd, ChannelCreated, ChannelStateChange, ChannelHangupRequest,
-        ChannelDestroyed, ChannelEnteredBridge, ChannelLeftBridge, BridgeCreated, BridgeDestroyed,
-        Dial, ChannelDtmfReceived, EndpointStateChange, PlaybackStarted, PlaybackFinished,
-        ChannelVarset, ChannelConnectedLine, ChannelCallerId, ChannelDialplan,
+        StasisStart,
+        StasisEnd,
+        ChannelCreated,
+        ChannelStateChange,
+        ChannelHangupRequest,
+        ChannelDestroyed,
+        ChannelEnteredBridge,
+        ChannelLeftBridge,
+        BridgeCreated,
+        BridgeDestroyed,
+        Dial,
+        ChannelDtmfReceived,
+        EndpointStateChange,
+        PlaybackStarted,
+        PlaybackFinished,
+        ChannelVarset,
+        ChannelConnectedLine,
+        ChannelCallerId,
+        ChannelDialplan,
     )
 }
 EVENT_TYPES["ApplicationReplaced"] = ApplicationReplacedEvent

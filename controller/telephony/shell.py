@@ -6,14 +6,15 @@ event at a time in the order they happened; the REST work its commands cause run
 (see ``lanes``) so a slow request never holds up the next event.
 
 Channel naming: the customer's channel id is the call id. An agent leg is created with
-``channelId = offer id`` and ``appArgs = offer,<offer id>``, so after a reconnect or a restart
-every channel in the app tells what it is.
+``appArgs = offer,<offer id>,<call id>`` and ``channelId = <offer id>.<run token>`` (unique across
+controller restarts), so after a reconnect or a restart every channel in the app tells what it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -87,6 +88,7 @@ class Telephony:
         self.listeners: list[Callable[[cmd.Notify | cmd.Record], None]] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._marks: dict[str, tuple[str, float]] = {}  # call id -> (what we wait for, since)
+        self.run_token = secrets.token_hex(3)
 
     # ------------------------------------------------------------------ engine side
 
@@ -106,10 +108,7 @@ class Telephony:
             if handle is not None:
                 handle.cancel()
         elif isinstance(c, cmd.RingAgent):
-            leg = Leg(c.offer_id, c.offer_id, c.call_id, c.agent_id)
-            self.legs[c.offer_id] = leg
-            self.leg_by_channel[leg.channel_id] = leg
-            self.calls.setdefault(c.call_id, CallChannels(c.call_id)).legs.add(c.offer_id)
+            leg = self._add_leg(c.offer_id, f"{c.offer_id}.{self.run_token}", c.call_id, c.agent_id)
             self.lanes.submit(f"leg:{c.offer_id}", lambda: self._ring(c, leg))
         elif isinstance(c, cmd.CancelOffer):
             reason = "answered_elsewhere" if c.reason is cmd.CancelReason.ANSWERED_ELSEWHERE else "normal"
@@ -141,6 +140,13 @@ class Telephony:
                 except Exception:
                     log.exception("listener failed on %s", c.kind)
 
+    def _add_leg(self, offer_id: str, channel_id: str, call_id: str, agent_id: str) -> Leg:
+        leg = Leg(offer_id, channel_id, call_id, agent_id)
+        self.legs[offer_id] = leg
+        self.leg_by_channel[channel_id] = leg
+        self.calls.setdefault(call_id, CallChannels(call_id)).legs.add(offer_id)
+        return leg
+
     def _fire(self, timer_id: str) -> None:
         self._timers.pop(timer_id, None)
         self.feed(ev.TimerFired(timer_id))
@@ -156,7 +162,11 @@ class Telephony:
             variables[f"PJSIP_HEADER(add,{name})"] = value
         try:
             await self.client.create_channel(
-                c.endpoint, self.app, [OFFER_ARG, c.offer_id], channel_id=leg.channel_id, variables=variables
+                c.endpoint,
+                self.app,
+                [OFFER_ARG, c.offer_id, c.call_id],
+                channel_id=leg.channel_id,
+                variables=variables,
             )
             if leg.hangup_requested:  # cancelled while the create was in flight
                 await self.client.hangup(leg.channel_id, "normal")
@@ -204,8 +214,8 @@ class Telephony:
         self.lanes.submit(f"leg:{offer_id}", job)
 
     async def _park(self, chans: CallChannels) -> None:
-        if chans.gone or chans.released:
-            return
+        if chans.gone or chans.released or chans.holding_bridge is not None:
+            return  # gone, sent on, or still parked from before a restart
         try:
             if chans.hold is HoldMode.RING:
                 await self.client.ring(chans.call_id)
@@ -416,6 +426,7 @@ class Telephony:
     async def resync(self, reconnected: bool) -> None:
         """Reconcile the engine with what Asterisk has now (after a gap or a restart)."""
         channels = {c.id: c for c in await self.client.list_channels()}
+        asterisk_now = _parse_ts((await self.client.ping()).get("timestamp", ""))
         app = await self.client.get_application(self.app)
         ours = [channels[i] for i in app.channel_ids if i in channels]
         # 1. callers who left during the gap end their calls
@@ -433,26 +444,64 @@ class Telephony:
                 self._forget_leg(leg)
                 self.stats["resync_leg_gone"] += 1
                 self.feed(ev.AgentLegEnded(leg.offer_id, None, None))
-        # 3. channels we do not know: callers are re-queued with their original arrival time,
-        #    orphan agent legs are hung up
+        # 3. channels we do not know (a restart): a customer and the agent leg answered for
+        #    them are taken back (connected if not yet bridged); other orphan legs are hung up;
+        #    customers are re-queued with their original arrival time.
+        bridge_of = {ch: b for b in await self.client.list_bridges() for ch in b.channels}
+        unknown_customers: dict[str, tuple[ari.Channel, list[str]]] = {}
+        orphan_legs: list[tuple[ari.Channel, list[str]]] = []
         for channel in ours:
             args = _stasis_args(channel, self.app)
             if args and args[0] == OFFER_ARG:
                 if channel.id not in self.leg_by_channel:
-                    self.stats["orphan_leg"] += 1
-                    self.lanes.submit(f"orphan:{channel.id}", lambda cid=channel.id: self._hangup_orphan(cid))
-                continue
-            if channel.id in self.engine.calls or channel.id in self.calls:
-                continue
+                    orphan_legs.append((channel, args))
+            elif channel.id not in self.engine.calls and channel.id not in self.calls:
+                unknown_customers[channel.id] = (channel, args)
+        for leg_channel, args in orphan_legs:
+            call_id = args[2] if len(args) > 2 else ""
+            customer = unknown_customers.get(call_id)
+            agent_id = self._agent_of(leg_channel)
+            if customer is not None and agent_id is not None and leg_channel.state == "Up":
+                channel, cargs = customer
+                bridge = bridge_of.get(call_id)
+                bridged = bridge is not None and leg_channel.id in bridge.channels
+                self.feed(
+                    ev.CallRestored(
+                        call_id,
+                        cargs[0] if cargs else "",
+                        agent_id,
+                        channel.caller.number,
+                        channel.caller.name,
+                        arrived_at=self._engine_time_of(channel.creationtime, asterisk_now),
+                        bridged=bridged,
+                    )
+                )
+                call = self.engine.calls.get(call_id)
+                if call is not None and call.connected_offer is not None:
+                    del unknown_customers[call_id]
+                    self._add_leg(call.connected_offer, leg_channel.id, call_id, agent_id)
+                    chans = self.calls[call_id]
+                    if bridged:
+                        chans.mixing_bridge = bridge.id
+                    elif bridge is not None and bridge.bridge_type == "holding":
+                        chans.holding_bridge = bridge.id
+                    self.stats["resync_restored"] += 1
+                    continue
+            self.stats["orphan_leg"] += 1
+            self.lanes.submit(f"orphan:{leg_channel.id}", lambda cid=leg_channel.id: self._hangup_orphan(cid))
+        for call_id, (channel, args) in unknown_customers.items():
             self.stats["resync_requeued"] += 1
-            self.calls[channel.id] = CallChannels(channel.id)
+            chans = self.calls[call_id] = CallChannels(call_id)
+            bridge = bridge_of.get(call_id)
+            if bridge is not None and bridge.bridge_type == "holding":
+                chans.holding_bridge = bridge.id  # still parked with music: no need to park again
             self.feed(
                 ev.CallArrived(
-                    channel.id,
+                    call_id,
                     args[0] if args else "",
                     caller_number=channel.caller.number,
                     caller_name=channel.caller.name,
-                    arrived_at=self._engine_time_of(channel.creationtime),
+                    arrived_at=self._engine_time_of(channel.creationtime, asterisk_now),
                 )
             )
         log.info(
@@ -460,17 +509,26 @@ class Telephony:
             extra={"reconnected": reconnected, "channels": len(channels), "in_app": len(ours)},
         )
 
+    def _agent_of(self, channel: ari.Channel) -> str | None:
+        """The agent whose endpoint a channel belongs to ("PJSIP/agent1-0000002a")."""
+        endpoint = channel.name.rsplit("-", 1)[0]
+        for agent in self.engine.agents.values():
+            if agent.endpoint == endpoint:
+                return agent.id
+        return None
+
     async def _hangup_orphan(self, channel_id: str) -> None:
         await self.client.hangup(channel_id, "normal")
 
-    def _engine_time_of(self, creationtime: str) -> float | None:
-        """Convert Asterisk's creation timestamp to engine time, so a re-queued call keeps its place."""
-        try:
-            created = datetime.strptime(creationtime, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-        except ValueError:
+    def _engine_time_of(self, creationtime: str, asterisk_now: float | None) -> float | None:
+        """Asterisk's channel creation time as engine time, so a re-queued call keeps its place.
+
+        The age is measured on Asterisk's own clock (its ping timestamp), not ours.
+        """
+        created = _parse_ts(creationtime)
+        if created is None or asterisk_now is None:
             return None
-        age = max(0.0, time.time() - created)
-        return self.clock.now() - age * self.clock.speed
+        return self.clock.now() - max(0.0, asterisk_now - created)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -521,8 +579,6 @@ class Telephony:
                 },
             )
         elif r.kind == "call.ended":
-            call = self.engine.calls.get(d["call"])
-            wait = round(d["at"] - call.arrived_at, 3) if call is not None else None
             log.info(
                 "call %s",
                 d["outcome"],
@@ -531,8 +587,10 @@ class Telephony:
                     "queue": d["queue"],
                     "outcome": d["outcome"],
                     "detail": d["detail"],
+                    "agent": d["agent"],
                     "hung_up_by": d["hung_up_by"],
-                    "wait": wait,
+                    "wait": round(d["wait"], 3),
+                    "talk": round(d["talk"], 3),
                 },
             )
         elif r.kind == "call.connected":
@@ -566,6 +624,14 @@ class Telephony:
         self._timers.clear()
         await self.lanes.drain()
         await self.lanes.close()
+
+
+def _parse_ts(text: str) -> float | None:
+    """ARI timestamps: ``2026-11-25T16:31:24.933+0000``."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    except ValueError:
+        return None
 
 
 def _stasis_args(channel: ari.Channel, app: str) -> list[str]:

@@ -680,3 +680,34 @@ def test_stale_callback_of_a_cancelled_timer_never_fires_its_successor():
     assert len(retries) == 2 and retries[0] == first != retries[1]
     assert h.do(ev.TimerFired(first)) == [], "the old instance's late callback changes nothing"
     assert h.engine.calls["c1"].state is CallState.WAITING
+
+
+# --------------------------------------------------------------------------- restart
+
+
+def test_restored_bridged_call_is_taken_back_without_commands_to_asterisk():
+    h = Harness(make_setup(queue=queue(wrapup=5)))
+    h.now = 100
+    out = h.do(ev.CallRestored("c1", "support", "alice", "5551234", "Maria", arrived_at=40, bridged=True))
+    assert not of(out, cmd.Connect) and not of(out, cmd.RingAgent)
+    assert h.engine.agents["alice"].status == "talking"
+    assert h.rang(h.arrive("c2")) == ["bob"], "alice is busy with the restored call"
+    out = h.do(ev.CallerHungUp("c1"))
+    assert of(out, cmd.HangupAgent) and ("wrapup:alice", 105) in started(out)
+
+
+def test_restored_answered_leg_for_a_waiting_caller_is_connected():
+    h = Harness(make_setup())
+    out = h.do(ev.CallRestored("c1", "support", "bob", bridged=False))
+    (connect,) = of(out, cmd.Connect)
+    assert connect.call_id == "c1" and connect.agent_id == "bob"
+
+
+def test_restore_refused_when_agent_busy_or_unknown():
+    h = Harness(make_setup())
+    h.arrive("c1")
+    h.answer("alice")
+    assert h.do(ev.CallRestored("c9", "support", "alice")) == []
+    assert h.do(ev.CallRestored("c9", "support", "nobody")) == []
+    assert h.do(ev.CallRestored("c9", "nosuch", "bob")) == []
+    assert h.engine.stats["restore_refused"] == 3 and "c9" not in h.engine.calls

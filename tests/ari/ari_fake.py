@@ -79,15 +79,17 @@ class FakeAri:
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         text = await request.text()
-        path = request.path[len("/ari"):]
-        self.seen.append(Seen(
-            method=request.method,
-            path=path,
-            query=dict(request.query),
-            query_items=list(request.query.items()),
-            body=json.loads(text) if text else None,
-            authorization=request.headers.get("Authorization"),
-        ))
+        path = request.path[len("/ari") :]
+        self.seen.append(
+            Seen(
+                method=request.method,
+                path=path,
+                query=dict(request.query),
+                query_items=list(request.query.items()),
+                body=json.loads(text) if text else None,
+                authorization=request.headers.get("Authorization"),
+            )
+        )
         if self.delay:
             await asyncio.sleep(self.delay)
         if not self._auth_ok(request.headers.get("Authorization")):

@@ -53,8 +53,13 @@ async def test_create_channel_defaults_app_and_sends_ids(fake_ari: FakeAri, clie
     fake_ari.respond("POST", "/channels/create", 200, CHANNEL)
     await client.create_channel("PJSIP/agent1", app_args="offer,1", channel_id="agent-leg-1", originator="c1")
     seen = fake_ari.last
-    assert seen.query == {"endpoint": "PJSIP/agent1", "app": "acd", "appArgs": "offer,1",
-                          "channelId": "agent-leg-1", "originator": "c1"}
+    assert seen.query == {
+        "endpoint": "PJSIP/agent1",
+        "app": "acd",
+        "appArgs": "offer,1",
+        "channelId": "agent-leg-1",
+        "originator": "c1",
+    }
     assert seen.body is None
 
 
@@ -70,12 +75,20 @@ async def test_originate_query_names(fake_ari: FakeAri, client: AriClient) -> No
     body = trace_response("originate_variant.json", "POST", "/channels")["body"]
     fake_ari.respond("POST", "/channels", 200, body)
     channel = await client.originate(
-        "PJSIP/agent1", app_args=["offer", "1"], caller_id='"[support 0:05] Maria" <5551234>', timeout=10,
+        "PJSIP/agent1",
+        app_args=["offer", "1"],
+        caller_id='"[support 0:05] Maria" <5551234>',
+        timeout=10,
         variables={"PJSIP_HEADER(add,X-Acd-Queue)": "support"},
     )
     seen = fake_ari.last
-    assert seen.query == {"endpoint": "PJSIP/agent1", "app": "acd", "appArgs": "offer,1",
-                          "callerId": '"[support 0:05] Maria" <5551234>', "timeout": "10"}
+    assert seen.query == {
+        "endpoint": "PJSIP/agent1",
+        "app": "acd",
+        "appArgs": "offer,1",
+        "callerId": '"[support 0:05] Maria" <5551234>',
+        "timeout": "10",
+    }
     assert seen.body == {"variables": {"PJSIP_HEADER(add,X-Acd-Queue)": "support"}}
     assert channel.connected.number == "5551234"
 
@@ -83,8 +96,12 @@ async def test_originate_query_names(fake_ari: FakeAri, client: AriClient) -> No
 async def test_originate_to_dialplan_sends_no_app(fake_ari: FakeAri, client: AriClient) -> None:
     fake_ari.respond("POST", "/channels", 200, CHANNEL)
     await client.originate("PJSIP/agent1", context="from-agents", extension="s", priority=1)
-    assert fake_ari.last.query == {"endpoint": "PJSIP/agent1", "context": "from-agents", "extension": "s",
-                                   "priority": "1"}
+    assert fake_ari.last.query == {
+        "endpoint": "PJSIP/agent1",
+        "context": "from-agents",
+        "extension": "s",
+        "priority": "1",
+    }
 
 
 async def test_dial_without_caller_sends_no_caller(fake_ari: FakeAri, client: AriClient) -> None:
@@ -104,21 +121,49 @@ async def test_dial_without_caller_sends_no_caller(fake_ari: FakeAri, client: Ar
         (lambda c: c.ring("c1"), "POST", "/channels/c1/ring", {}),
         (lambda c: c.ring_stop("c1"), "DELETE", "/channels/c1/ring", {}),
         (lambda c: c.start_moh("c1"), "POST", "/channels/c1/moh", {}),
-        (lambda c: c.start_moh("c1", moh_class="support"), "POST", "/channels/c1/moh",
-         {"mohClass": "support"}),
+        (
+            lambda c: c.start_moh("c1", moh_class="support"),
+            "POST",
+            "/channels/c1/moh",
+            {"mohClass": "support"},
+        ),
         (lambda c: c.stop_moh("c1"), "DELETE", "/channels/c1/moh", {}),
-        (lambda c: c.set_variable("c1", "CDR(userfield)", "q=support"), "POST", "/channels/c1/variable",
-         {"variable": "CDR(userfield)", "value": "q=support"}),
-        (lambda c: c.continue_in_dialplan("c1", "overflow", "s", 1), "POST", "/channels/c1/continue",
-         {"context": "overflow", "extension": "s", "priority": "1"}),
-        (lambda c: c.hangup("c1", reason="answered_elsewhere"), "DELETE", "/channels/c1",
-         {"reason": "answered_elsewhere"}),
-        (lambda c: c.add_channel("b1", ["cust", "agent"]), "POST", "/bridges/b1/addChannel",
-         {"channel": "cust,agent"}),
-        (lambda c: c.add_channel("b1", "cust", inhibit_connected_line_updates=True), "POST",
-         "/bridges/b1/addChannel", {"channel": "cust", "inhibitConnectedLineUpdates": "true"}),
-        (lambda c: c.remove_channel("b1", ["cust"]), "POST", "/bridges/b1/removeChannel",
-         {"channel": "cust"}),
+        (
+            lambda c: c.set_variable("c1", "CDR(userfield)", "q=support"),
+            "POST",
+            "/channels/c1/variable",
+            {"variable": "CDR(userfield)", "value": "q=support"},
+        ),
+        (
+            lambda c: c.continue_in_dialplan("c1", "overflow", "s", 1),
+            "POST",
+            "/channels/c1/continue",
+            {"context": "overflow", "extension": "s", "priority": "1"},
+        ),
+        (
+            lambda c: c.hangup("c1", reason="answered_elsewhere"),
+            "DELETE",
+            "/channels/c1",
+            {"reason": "answered_elsewhere"},
+        ),
+        (
+            lambda c: c.add_channel("b1", ["cust", "agent"]),
+            "POST",
+            "/bridges/b1/addChannel",
+            {"channel": "cust,agent"},
+        ),
+        (
+            lambda c: c.add_channel("b1", "cust", inhibit_connected_line_updates=True),
+            "POST",
+            "/bridges/b1/addChannel",
+            {"channel": "cust", "inhibitConnectedLineUpdates": "true"},
+        ),
+        (
+            lambda c: c.remove_channel("b1", ["cust"]),
+            "POST",
+            "/bridges/b1/removeChannel",
+            {"channel": "cust"},
+        ),
         (lambda c: c.destroy_bridge("b1"), "DELETE", "/bridges/b1", {}),
         (lambda c: c.start_bridge_moh("b1", "default"), "POST", "/bridges/b1/moh", {"mohClass": "default"}),
         (lambda c: c.stop_bridge_moh("b1"), "DELETE", "/bridges/b1/moh", {}),
@@ -197,14 +242,28 @@ async def test_applications_endpoints_asterisk(fake_ari: FakeAri, client: AriCli
     assert (await client.unsubscribe("endpoint:PJSIP/agent4")).endpoint_ids == []
     assert (fake_ari.last.method, fake_ari.last.query) == ("DELETE", {"eventSource": "endpoint:PJSIP/agent4"})
 
-    fake_ari.respond("GET", "/applications/acd", 200, {"name": "acd", "channel_ids": ["c1"],
-                                                       "bridge_ids": ["b1"], "endpoint_ids": [],
-                                                       "device_names": [], "events_allowed": []})
+    fake_ari.respond(
+        "GET",
+        "/applications/acd",
+        200,
+        {
+            "name": "acd",
+            "channel_ids": ["c1"],
+            "bridge_ids": ["b1"],
+            "endpoint_ids": [],
+            "device_names": [],
+            "events_allowed": [],
+        },
+    )
     app = await client.get_application()
     assert (app.channel_ids, app.bridge_ids) == (["c1"], ["b1"])
 
-    fake_ari.respond("GET", "/endpoints/PJSIP/agent1", 200,
-                     {"technology": "PJSIP", "resource": "agent1", "state": "offline", "channel_ids": []})
+    fake_ari.respond(
+        "GET",
+        "/endpoints/PJSIP/agent1",
+        200,
+        {"technology": "PJSIP", "resource": "agent1", "state": "offline", "channel_ids": []},
+    )
     assert (await client.get_endpoint("PJSIP", "agent1")).state == "offline"
     fake_ari.respond("GET", "/endpoints/PJSIP/nosuchagent", 404, {"message": "Endpoint not found"})
     with pytest.raises(AriNotFound, match="Endpoint not found"):

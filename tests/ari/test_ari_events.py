@@ -27,8 +27,12 @@ REPLACED = trace_events("websocket_app_replaced.json")
 
 
 def stasis_end(channel_id: str) -> dict:
-    return {"type": "StasisEnd", "application": "acd", "timestamp": "2026-11-25T16:58:46.618+0000",
-            "channel": {"id": channel_id, "name": f"PJSIP/{channel_id}", "state": "Up"}}
+    return {
+        "type": "StasisEnd",
+        "application": "acd",
+        "timestamp": "2026-11-25T16:58:46.618+0000",
+        "channel": {"id": channel_id, "name": f"PJSIP/{channel_id}", "state": "Up"},
+    }
 
 
 async def eventually(predicate: Callable[[], bool], limit: float = 3.0) -> None:
@@ -88,8 +92,10 @@ async def test_events_arrive_in_order_and_never_concurrently(
 async def test_on_connect_runs_before_events_of_each_socket(
     fake_ari: FakeAri, client: AriClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake_ari.ws_scripts += [send(stasis_end("a1"), stasis_end("a2"), close=True),
-                            send(stasis_end("b1"), stasis_end("b2"))]
+    fake_ari.ws_scripts += [
+        send(stasis_end("a1"), stasis_end("a2"), close=True),
+        send(stasis_end("b1"), stasis_end("b2")),
+    ]
     log: list[object] = []
 
     async def on_connect(reconnected: bool) -> None:
@@ -139,15 +145,17 @@ async def test_application_replaced_stops_run(
 async def test_bad_frames_are_counted_and_skipped(
     fake_ari: FakeAri, client: AriClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake_ari.ws_scripts.append(send(
-        "not json",
-        "[1, 2]",
-        '{"no": "type"}',
-        b"\x00binary",
-        '{"type": "ChannelDestroyed", "cause": "x", "channel": {"id": "c9"}}',
-        {"type": "PeerStatusChange", "application": "acd", "peer": {"peer_status": "Reachable"}},
-        stasis_end("ok"),
-    ))
+    fake_ari.ws_scripts.append(
+        send(
+            "not json",
+            "[1, 2]",
+            '{"no": "type"}',
+            b"\x00binary",
+            '{"type": "ChannelDestroyed", "cause": "x", "channel": {"id": "c9"}}',
+            {"type": "PeerStatusChange", "application": "acd", "peer": {"peer_status": "Reachable"}},
+            stasis_end("ok"),
+        )
+    )
     got: list[Event] = []
 
     async def handler(event: Event) -> None:
@@ -255,7 +263,7 @@ async def test_connection_refused_keeps_retrying(caplog: pytest.LogCaptureFixtur
         await asyncio.wait_for(task, 2)
     assert not stream.first_connected.is_set()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(f"{url[len('http'):]}/ari/events?app=acd" in m for m in warnings)
+    assert any(f"{url[len('http') :]}/ari/events?app=acd" in m for m in warnings)
     assert_no_secret(caplog)
 
 

@@ -144,7 +144,10 @@ def test_destroyed_dial_stasis_fields() -> None:
 
     online = first("endpoint_state.json", "EndpointStateChange")
     assert (online.endpoint.technology, online.endpoint.resource, online.endpoint.state) == (
-        "PJSIP", "agent4", "online")
+        "PJSIP",
+        "agent4",
+        "online",
+    )
 
     entered = first("agent_answer_then_bridge.json", "ChannelEnteredBridge")
     assert entered.bridge.bridge_type == "holding" and entered.channel is not None
@@ -204,9 +207,25 @@ json_values = st.recursive(
 @given(
     kind=st.sampled_from([*EXPECTED, "Unknown", ""]) | st.integers(),
     fields=st.dictionaries(
-        st.sampled_from(["channel", "bridge", "cause", "soft", "args", "peer", "playback", "endpoint",
-                         "digit", "variable", "value", "application", "timestamp"]),
-        json_values, max_size=5,
+        st.sampled_from(
+            [
+                "channel",
+                "bridge",
+                "cause",
+                "soft",
+                "args",
+                "peer",
+                "playback",
+                "endpoint",
+                "digit",
+                "variable",
+                "value",
+                "application",
+                "timestamp",
+            ]
+        ),
+        json_values,
+        max_size=5,
     ),
 )
 def test_parse_event_only_ever_raises_malformed_event(kind, fields) -> None:

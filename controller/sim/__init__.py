@@ -1,0 +1,126 @@
+"""A simulated Asterisk 22.10.1 that speaks real ARI (REST + events websocket) over HTTP.
+
+It is the phone network of the test harness and the engine of ``acdctl demo``. The controller
+connects to it exactly as to a real Asterisk: REST with basic auth (or ``api_key``) under ``/ari``,
+events on ``ws://HOST:PORT/ari/events?app=acd&api_key=user:pass``. Event sequences, snapshots,
+causes and error bodies reproduce the golden traces in /work/shared/ari-api-docs/traces.
+
+Quick start::
+
+    from controller.clock import Clock
+    from controller.sim import SimAsterisk, Answer, Decline, NoAnswer
+
+    sim = SimAsterisk(clock=Clock(speed=20), seed=1, user="acd", password="acd")
+    url = await sim.start("127.0.0.1", 0)            # "http://127.0.0.1:PORT"; ARI at sim.ari_url
+    sim.dialplan["101"] = ("acd", ["support"])        # exten 101 -> Stasis(acd,support) (the default)
+    agent = sim.add_phone("agent1", Answer(after=1.0, hangup_after=30))
+    flaky = sim.add_phone("agent2", [Decline(after=0.5), Answer(after=1.0)])  # 1st offer 603, then answer
+    sim.add_phone("agent3", registered=False)          # offline: create/originate -> 500 Allocation failed
+    call = sim.place_call("101", caller_number="5551234", caller_name="Maria",
+                          headers={"X-Ticket": "42"}, hangup_after=60)   # patience 60 s
+    await call.wait_for(lambda c: c.bridged_with == "agent1", timeout=10)
+    assert agent.last_invite.display == ("Maria", "5551234")
+    await sim.stop()
+
+Main API (all delays and timeouts are clock seconds, i.e. scaled by ``Clock.speed``):
+
+``SimAsterisk(*, clock=None, seed=0, user="asterisk", password="asterisk", asterisk_id=..., epoch=None,
+sip_host="127.0.0.1", dialplan=None, sound_durations=None, default_sound_duration=1.0,
+event_log_size=20_000, record_limit=None)``
+    ``await start(host="127.0.0.1", port=0) -> str``, ``await stop()``, ``async with SimAsterisk(...)``,
+    ``base_url``, ``ari_url``, ``ws_url(app="acd", subscribe_all=False)``;
+    ``dialplan`` (dict exten -> DialplanEntry; tuples / ``"Stasis(acd,x)"`` accepted);
+    ``add_phone(name, behaviour=Answer(), *, registered=True, display_name=None, number=None,
+    context="from-agents", honor_auto_answer=False) -> Phone``; ``phones``;
+    ``place_call(exten="101", caller_number="5551234", caller_name="Maria", *, headers=None,
+    hangup_after=None, hangup_after_answer=None, talk_time=None, dtmf=(), endpoint="customer",
+    delay=0.0) -> Caller``;
+    ``calls``; ``traffic(rate=..., seed=None, **kw) -> TrafficGenerator``;
+    ``await drop_connections(app=None)`` closes the app's websocket(s) server-side;
+    ``event_log`` (list of EventRecord: app, type, raw, data, delivered, t),
+    ``events(app=None, types=None)``;
+    ``await wait_for(pred, timeout=5)``,
+    ``await wait_for_event(type_, app=None, where=None, timeout=5, after=0)``;
+    ``app_active(app)``; ``channels`` / ``bridges`` (live engine state).
+
+Phone behaviours (``controller.sim.phones``): ``Answer(after=0.5, hangup_after=None, dtmf=((1.0, "1"),),
+dtmf_duration_ms=200, ring_delay=0)``, ``Reject(code, after, ring=True)``, ``Decline()`` 603, ``Busy()`` 486,
+``DND()`` 480, ``NoAnswer()`` (rings until CANCEL/timeout), ``Dead()`` (registered, never answers). A phone
+takes one behaviour, a sequence (per call, last repeats) or ``callable(invite) -> behaviour``.
+``Phone``: ``register()``, ``unregister()``, ``registered``, ``invites``, ``last_invite``, ``active_calls``,
+``await wait_for_invite(count=1, timeout=5)``.
+
+``Invite`` (one INVITE a phone got): ``from_name``, ``from_number``, ``display``, ``from_header``,
+``p_asserted_identity``, ``remote_party_id``, ``headers`` (PJSIP_HEADER(add,...)), ``auto_answer`` /
+``auto_answer_headers``, ``outcome`` (trying/ringing/answered/rejected/cancelled/ended), ``final_code``,
+``cancel_reasons`` (e.g. ``SIP;cause=200;text="Call completed elsewhere"``), ``bye_reasons``, ``ended_by``,
+``media`` (MediaSegment: peer, peer_channel, start, end), ``bridged_with``, ``talk_time``,
+``connected_updates``, ``dtmf_received``, ``playbacks``; actions ``answer()``, ``reject(code)``,
+``hangup()``, ``send_dtmf(digit)``; ``await wait_for(pred, timeout)``.
+
+``Caller``: ``outcome`` (ringing/answered/abandoned/hung_up/disconnected/continued/refused/no_route),
+``answered``, ``answered_at``, ``ringback`` / ``moh`` (Interval lists), ``hearing_moh``, ``media``,
+``bridged_with``, ``connected_line`` / ``connected_updates`` (what the phone was shown), ``sip_final``,
+``final_reasons``, ``bye_reasons``, ``hangup_cause``, ``continued_to`` (context, exten, priority),
+``fallback`` (where the dialplan continued after a refused Stasis), ``channel_id``; actions
+``hangup()``, ``send_dtmf(digits)``; ``await wait_for(pred, timeout)``.
+
+``TrafficGenerator(sim, *, rate, seed=0, extens="101", patience=exponential(60), talk_time=exponential(120),
+names=..., number_prefix="555", headers=None, max_calls=None, duration=None)``: ``plan(n)`` (deterministic
+CallSpecs), ``start()``, ``stop()``, ``await wait_done()``, ``calls``.
+
+Everything runs on the caller's asyncio loop: create, configure and drive the sim from async code.
+
+Deviations from a real Asterisk kept on purpose (see also tests/sim/test_traces.py):
+
+- No SIP/RTP on the wire: phones and callers are in-process objects; their records say what a UA
+  would have seen (From/PAI/RPID, Reason headers, UPDATEs, final codes, audio spans).
+- Operations are atomic, so events of simultaneous requests never interleave (a real Asterisk may,
+  e.g. two concurrent DELETEs); ``ChannelStateChange(Ringing)`` always precedes ``Dial RINGING``
+  (Asterisk races them).
+- The hidden MOH announcer is not listed in a holding bridge's ``channels`` (it consumes two
+  uniqueids, as in Asterisk). ``native_rtp``/``simple_bridge``/``softmix`` follow the traced rule.
+- Not traced, inferred from Asterisk's source: an endpoint subscription also forwards that
+  endpoint's channel events (ChannelCreated...); originate rejected with 486 ends with ``Dial BUSY``
+  (603 -> ``NOANSWER`` is traced); ``continue`` on an ARI-created channel hangs it up after StasisEnd
+  (ChannelDestroyed cause 0); StasisStart/StasisEnd only reach the owning app (subscribeAll
+  observers don't get them); error texts of untraced cases come from res/ari where known, else
+  ``Missing required parameter: <name>``.
+- Media lengths are modelled (``sound:hello-world`` 1.4 s, other sounds ``default_sound_duration``,
+  ``digits:`` 0.775 s/digit, ``tone:`` until stopped, ``recording:`` fails); playback control is a no-op.
+- Timestamps and uniqueids follow ``epoch + clock.now()``, so they run at the clock's speed.
+- Not implemented (404 ``Resource not found``): snoop, record, externalMedia, redirect, move,
+  channel ``variables``, recordings/sounds/deviceStates/mailboxes, asterisk config/modules/logging.
+  Dead phones never become Unreachable (no qualify).
+"""
+
+from controller.sim.callers import Caller
+from controller.sim.engine import DialplanEntry
+from controller.sim.errors import AriError
+from controller.sim.phones import DND, Answer, Busy, Dead, Decline, Invite, NoAnswer, Phone, Reject
+from controller.sim.records import Interval, MediaSegment
+from controller.sim.server import SimAsterisk
+from controller.sim.traffic import CallSpec, TrafficGenerator, exponential, fixed, uniform
+
+__all__ = [
+    "DND",
+    "Answer",
+    "AriError",
+    "Busy",
+    "CallSpec",
+    "Caller",
+    "Dead",
+    "Decline",
+    "DialplanEntry",
+    "Interval",
+    "Invite",
+    "MediaSegment",
+    "NoAnswer",
+    "Phone",
+    "Reject",
+    "SimAsterisk",
+    "TrafficGenerator",
+    "exponential",
+    "fixed",
+    "uniform",
+]

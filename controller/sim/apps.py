@@ -1,0 +1,223 @@
+"""Stasis applications, their websocket connections and the log of every event the sim produced.
+
+Rules copied from Asterisk: one socket serves an app; a second socket for the same app takes over and
+the first gets ``ApplicationReplaced`` and nothing more (it is not closed). While no socket is
+connected the app keeps its subscriptions (``GET /applications/{app}`` still lists them) but events
+are dropped for good. An app without socket and without subscriptions disappears (404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import struct
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from controller.sim.model import jstr
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from controller.sim.model import Bridge, Channel, Endpoint
+
+
+class WsConn:
+    """One events websocket. Events produced in one loop iteration go out in one socket write:
+    uncompressed text frames written straight to the connection (the hot path at 300 calls/s)."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None,
+        apps: list[str],
+        subscribe_all: bool,
+    ) -> None:
+        self.ws = ws
+        self.apps = apps
+        self.subscribe_all = subscribe_all
+        self.closed = False
+        self._transport = transport
+        self._pending: list[bytes] = []
+        self._scheduled = False
+        self._loop = asyncio.get_running_loop()
+
+    def send(self, msg: str) -> None:
+        if self.closed:
+            return
+        self._pending.append(msg.encode())
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        transport = self._transport
+        if self.closed or transport is None or transport.is_closing():
+            return
+        transport.write(b"".join(_frame(p) for p in pending))
+
+    async def close(self) -> None:
+        if self._pending and not self.closed:
+            self._flush()
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+
+
+def _frame(payload: bytes) -> bytes:
+    """A final, unmasked text frame (server to client, no extensions)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+class App:
+    """A Stasis application and what it is subscribed to."""
+
+    __slots__ = (
+        "name",
+        "conn",
+        "channels",
+        "bridges",
+        "endpoints",
+        "tech_endpoints",
+        "device_names",
+        "subscribe_all",
+        "suffix",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.conn: WsConn | None = None
+        self.channels: dict[str, Channel] = {}
+        self.bridges: dict[str, Bridge] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        self.tech_endpoints: set[str] = set()
+        self.device_names: list[str] = []
+        self.subscribe_all = False
+        self.suffix = f', "application": {jstr(name)}}}'
+
+    @property
+    def active(self) -> bool:
+        return self.conn is not None
+
+    def is_idle(self) -> bool:
+        return (
+            self.conn is None
+            and not self.channels
+            and not self.bridges
+            and not self.endpoints
+            and not self.tech_endpoints
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        endpoint_ids = list(self.endpoints) + sorted(self.tech_endpoints)
+        return {
+            "name": self.name,
+            "channel_ids": list(self.channels),
+            "bridge_ids": list(self.bridges),
+            "endpoint_ids": endpoint_ids,
+            "device_names": list(self.device_names),
+            "events_allowed": [],
+            "events_disallowed": [],
+        }
+
+    def __repr__(self) -> str:
+        return f"<App {self.name} {'active' if self.conn else 'inactive'}>"
+
+
+class EventRecord:
+    """One event the sim produced for one app; ``delivered`` is False when no socket was there."""
+
+    __slots__ = ("app", "type", "raw", "delivered", "t", "_data")
+
+    def __init__(self, app: str, type_: str, raw: str, delivered: bool, t: float) -> None:
+        self.app = app
+        self.type = type_
+        self.raw = raw
+        self.delivered = delivered
+        self.t = t
+        self._data: dict[str, Any] | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = json.loads(self.raw)
+        return self._data
+
+    def __repr__(self) -> str:
+        return f"<EventRecord {self.app} {self.type}{'' if self.delivered else ' (dropped)'}>"
+
+
+class AppRegistry:
+    """All known apps, event fan-out and the bounded event log."""
+
+    def __init__(self, now: Callable[[], float], log_size: int) -> None:
+        self.apps: dict[str, App] = {}
+        self.all_apps: list[App] = []
+        self.log: deque[EventRecord] = deque(maxlen=log_size)
+        self._now = now
+        self.listeners: list[Callable[[EventRecord], None]] = []
+
+    def get(self, name: str) -> App | None:
+        return self.apps.get(name)
+
+    def deliver(self, body: str, type_: str, recipients: Iterable[App]) -> None:
+        """Send ``body`` (event JSON without its closing ``, "application": ...}``) to each app."""
+        now = self._now()
+        log = self.log
+        for app in recipients:
+            msg = body + app.suffix
+            conn = app.conn
+            if conn is not None:
+                conn.send(msg)
+            rec = EventRecord(app.name, type_, msg, conn is not None, now)
+            log.append(rec)
+            for listener in self.listeners:
+                listener(rec)
+
+    def activate(self, name: str, conn: WsConn, ts: str, asterisk_id: str) -> App:
+        app = self.apps.get(name)
+        if app is None:
+            app = self.apps[name] = App(name)
+        old = app.conn
+        if old is not None and old is not conn:
+            msg = (
+                f'{{"type": "ApplicationReplaced", "timestamp": "{ts}", "application": {jstr(name)}, '
+                f'"asterisk_id": "{asterisk_id}"}}'
+            )
+            old.send(msg)
+            rec = EventRecord(name, "ApplicationReplaced", msg, True, self._now())
+            self.log.append(rec)
+            for listener in self.listeners:
+                listener(rec)
+        app.conn = conn
+        self._set_subscribe_all(app, conn.subscribe_all)
+        return app
+
+    def deactivate(self, conn: WsConn) -> None:
+        for name in conn.apps:
+            app = self.apps.get(name)
+            if app is not None and app.conn is conn:
+                app.conn = None
+                self._set_subscribe_all(app, False)
+                self.cleanup(app)
+
+    def cleanup(self, app: App) -> None:
+        """Drop an app that has neither a socket nor subscriptions (Asterisk unregisters it)."""
+        if app.is_idle() and self.apps.get(app.name) is app:
+            del self.apps[app.name]
+
+    def _set_subscribe_all(self, app: App, value: bool) -> None:
+        app.subscribe_all = value
+        if value and app not in self.all_apps:
+            self.all_apps.append(app)
+        elif not value and app in self.all_apps:
+            self.all_apps.remove(app)

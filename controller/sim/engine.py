@@ -1,0 +1,1074 @@
+"""The simulated Asterisk core: channel lifecycles, dialing, bridges, playbacks and event fan-out.
+
+Every sequence here reproduces a recorded Asterisk 22.10.1 trace (see
+/work/shared/ari-api-docs/traces). REST handlers and the simulated SIP user agents (phones,
+callers) both drive this object; it never awaits, so an operation and the events it causes are one
+atomic step, and all delays go through the shared Clock. Bridges live in bridging.py and playbacks
+in playback.py (mixins of Engine).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from controller.sim.bridging import BridgeOps
+from controller.sim.errors import AriError, allocation_failed
+from controller.sim.model import (
+    HANGUP_REASONS,
+    KNOWN_FORMATS,
+    SIP_TO_CAUSE,
+    Bridge,
+    Channel,
+    Endpoint,
+    Ids,
+    Party,
+    Playback,
+    Timestamps,
+    cause_to_sip,
+    cause_txt,
+    jstr,
+    parse_callerid,
+)
+from controller.sim.playback import PlaybackOps
+
+if TYPE_CHECKING:
+    from asyncio import TimerHandle
+
+    from controller.clock import Clock
+    from controller.sim.apps import App, AppRegistry
+
+
+@dataclass(frozen=True)
+class DialplanEntry:
+    """``exten => N,<priority>,Stasis(app,args...)``; priority 1 is a NoOp when ``priority`` > 1.
+
+    After Stasis() returns (app missing or without websocket) the call falls through to
+    ``priority + 1`` -- the fallback -- and is refused with 603 (Q.850 cause 16). ``noop`` may use
+    ``{name}``, ``{number}``, ``{exten}`` of the caller.
+    """
+
+    app: str
+    args: tuple[str, ...] = ()
+    context: str = "from-customer"
+    priority: int = 2
+    noop: str | None = None
+
+
+_FUNC_RE = re.compile(r"^([A-Za-z_]+)\((.*)\)$")
+_PRESENTATION = ', "caller_presentation": 0, "caller_presentation_txt": "Presentation Allowed, Not Screened"'
+_DEFAULT_SOUNDS = {
+    "hello-world": 1.4,
+    "beep": 0.25,
+    "silence/1": 1.0,
+    "silence/2": 2.0,
+    "silence/5": 5.0,
+    "tt-monkeys": 3.0,
+    "demo-congrats": 11.0,
+    "queue-thankyou": 1.5,
+}
+_AUTO_ANSWER = ("answer-after", "auto answer", "auto-answer", "autoanswer", "intercom", "ring-answer")
+
+
+def auto_answer_headers(headers: dict[str, str]) -> list[str]:
+    """Headers of an INVITE that would make a phone answer by itself."""
+    found = []
+    for name, value in headers.items():
+        low = name.lower()
+        val = value.lower()
+        if low in ("answer-mode", "p-auto-answer", "intercom", "priv-answer-mode") or (
+            low in ("alert-info", "call-info") and any(key in val for key in _AUTO_ANSWER)
+        ):
+            found.append(f"{name}: {value}")
+    return found
+
+
+class Engine(BridgeOps, PlaybackOps):
+    """Channels, bridges, endpoints and playbacks of one simulated Asterisk."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        ids: Ids,
+        ts: Timestamps,
+        apps: AppRegistry,
+        asterisk_id: str,
+        sip_host: str,
+        dialplan: dict[str, DialplanEntry],
+        sound_durations: dict[str, float],
+        default_sound_duration: float,
+        changed: Callable[[], None],
+    ) -> None:
+        self.clock = clock
+        self.ids = ids
+        self.ts = ts
+        self.apps = apps
+        self.sip_host = sip_host
+        self.dialplan = dialplan
+        self.sound_durations = {**_DEFAULT_SOUNDS, **sound_durations}
+        self.default_sound_duration = default_sound_duration
+        self.channels: dict[str, Channel] = {}
+        self.bridges: dict[str, Bridge] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        self.playbacks: dict[str, Playback] = {}
+        self.tech_subs: dict[str, set[App]] = {}
+        self.globals: dict[str, str] = {}
+        self.dialplan_log: deque[tuple[float, str, str, str, int]] = deque(maxlen=10_000)
+        self._aid = f', "asterisk_id": "{asterisk_id}"'
+        self._changed = changed
+
+    # ------------------------------------------------------------------------------------------
+    # scheduling and event fan-out
+    # ------------------------------------------------------------------------------------------
+    def later(self, delay: float, cb: Callable[..., Any], *args: Any) -> TimerHandle:
+        return self.clock.call_at(self.clock.now() + max(0.0, delay), cb, *args)
+
+    def _recips(self, ch: Channel, bridge: Bridge | None = None) -> Iterable[App]:
+        ep = ch.endpoint
+        epsubs = ep.subs if ep is not None else ()
+        techsubs = self.tech_subs.get(ch.tech) if self.tech_subs else None
+        allapps = self.apps.all_apps
+        if not epsubs and not allapps and not techsubs and (bridge is None or not bridge.subs):
+            return ch.subs
+        out = set(ch.subs)
+        out.update(epsubs)
+        out.update(allapps)
+        if techsubs:
+            out.update(techsubs)
+        if bridge is not None:
+            out.update(bridge.subs)
+        return out
+
+    def _emit(self, type_: str, recips: Iterable[App], mid: str, pre: str = "") -> None:
+        body = f'{{{pre}"type": "{type_}", "timestamp": "{self.ts.fmt()}"{mid}{self._aid}'
+        self.apps.deliver(body, type_, recips)
+
+    def ev_chan(self, type_: str, ch: Channel, mid: str = "", pre: str = "") -> None:
+        recips = self._recips(ch)
+        if recips:
+            self._emit(type_, recips, f'{mid}, "channel": {ch.snap()}', pre)
+
+    def setvar(self, ch: Channel, name: str, value: str) -> None:
+        ch.vars[name] = value
+        recips = self._recips(ch)
+        if recips:
+            self._emit(
+                "ChannelVarset",
+                recips,
+                f', "channel": {ch.snap()}',
+                f'"variable": {jstr(name)}, "value": {jstr(value)}, ',
+            )
+
+    def _ev_dial(self, ch: Channel, status: str, dialstring: str) -> None:
+        recips = self._recips(ch)
+        if recips:
+            self._emit(
+                "Dial",
+                recips,
+                f', "dialstatus": "{status}", "forward": "", "dialstring": {jstr(dialstring)}, '
+                f'"peer": {ch.snap()}',
+            )
+
+    def _ev_bridge_chan(self, type_: str, bridge: Bridge, ch: Channel) -> None:
+        recips = self._recips(ch, bridge)
+        if recips:
+            self._emit(type_, recips, f', "bridge": {bridge.snap()}, "channel": {ch.snap()}')
+
+    def _bridge_recips(self, bridge: Bridge) -> Iterable[App]:
+        if not self.apps.all_apps:
+            return bridge.subs
+        return set(bridge.subs) | set(self.apps.all_apps)
+
+    def _endpoint_recips(self, ep: Endpoint) -> Iterable[App]:
+        techsubs = self.tech_subs.get(ep.tech)
+        if not techsubs and not self.apps.all_apps:
+            return ep.subs
+        return set(ep.subs) | set(techsubs or ()) | set(self.apps.all_apps)
+
+    def _ev_endpoint(self, type_: str, ep: Endpoint, extra: str = "") -> None:
+        recips = self._endpoint_recips(ep)
+        if recips:
+            self._emit(type_, recips, f', "endpoint": {ep.snap()}{extra}')
+
+    # ------------------------------------------------------------------------------------------
+    # subscriptions (refcounted like res_stasis: Stasis entry, create, explicit subscribe)
+    # ------------------------------------------------------------------------------------------
+    def sub_channel(self, app: App, ch: Channel) -> None:
+        ch.subs[app] = ch.subs.get(app, 0) + 1
+        app.channels[ch.id] = ch
+
+    def unsub_channel(self, app: App, ch: Channel) -> None:
+        n = ch.subs.get(app, 0)
+        if n <= 1:
+            ch.subs.pop(app, None)
+            app.channels.pop(ch.id, None)
+            self.apps.cleanup(app)
+        else:
+            ch.subs[app] = n - 1
+
+    def sub_bridge(self, app: App, bridge: Bridge) -> None:
+        bridge.subs[app] = bridge.subs.get(app, 0) + 1
+        app.bridges[bridge.id] = bridge
+
+    def unsub_bridge(self, app: App, bridge: Bridge) -> None:
+        n = bridge.subs.get(app, 0)
+        if n <= 1:
+            bridge.subs.pop(app, None)
+            app.bridges.pop(bridge.id, None)
+            self.apps.cleanup(app)
+        else:
+            bridge.subs[app] = n - 1
+
+    def subscribe(self, app: App, sources: list[str]) -> None:
+        """POST /applications/{app}/subscription: validate all sources, then subscribe."""
+        resolved = [self._event_source(s) for s in sources]
+        for kind, obj in resolved:
+            if kind == "channel":
+                self.sub_channel(app, obj)
+            elif kind == "bridge":
+                self.sub_bridge(app, obj)
+            elif kind == "endpoint":
+                obj.subs.add(app)
+                app.endpoints[obj.key] = obj
+            elif kind == "tech":
+                self.tech_subs.setdefault(obj, set()).add(app)
+                app.tech_endpoints.add(obj)
+            elif kind == "device" and obj not in app.device_names:
+                app.device_names.append(obj)
+
+    def unsubscribe(self, app: App, sources: list[str]) -> None:
+        resolved = [self._event_source(s) for s in sources]
+        for kind, obj in resolved:
+            subscribed = (
+                (kind == "channel" and app in obj.subs)
+                or (kind == "bridge" and app in obj.subs)
+                or (kind == "endpoint" and obj.key in app.endpoints)
+                or (kind == "tech" and obj in app.tech_endpoints)
+                or (kind == "device" and obj in app.device_names)
+            )
+            if not subscribed:
+                raise AriError(422, "Event source was not subscribed to")
+        for kind, obj in resolved:
+            if kind == "channel":
+                self.unsub_channel(app, obj)
+            elif kind == "bridge":
+                self.unsub_bridge(app, obj)
+            elif kind == "endpoint":
+                obj.subs.discard(app)
+                app.endpoints.pop(obj.key, None)
+            elif kind == "tech":
+                self.tech_subs.get(obj, set()).discard(app)
+                app.tech_endpoints.discard(obj)
+            elif kind == "device":
+                app.device_names.remove(obj)
+
+    def _event_source(self, source: str) -> tuple[str, Any]:
+        scheme, sep, rest = source.partition(":")
+        if not sep:
+            raise AriError(400, "Invalid event source URI scheme")
+        if scheme == "channel":
+            ch = self.channels.get(rest)
+            if ch is None:
+                raise AriError(422, "Event source does not exist")
+            return "channel", ch
+        if scheme == "bridge":
+            bridge = self.bridges.get(rest)
+            if bridge is None:
+                raise AriError(422, "Event source does not exist")
+            return "bridge", bridge
+        if scheme == "endpoint":
+            tech, slash, resource = rest.partition("/")
+            if not slash or not resource:
+                if any(ep.tech == tech for ep in self.endpoints.values()):
+                    return "tech", tech
+                raise AriError(422, "Event source does not exist")
+            ep = self.endpoints.get(f"{tech}/{resource}")
+            if ep is None:
+                raise AriError(422, "Event source does not exist")
+            return "endpoint", ep
+        if scheme == "deviceState":
+            return "device", rest
+        raise AriError(400, "Invalid event source URI scheme")
+
+    # ------------------------------------------------------------------------------------------
+    # endpoints
+    # ------------------------------------------------------------------------------------------
+    def endpoint(self, tech: str, resource: str, state: str = "offline") -> Endpoint:
+        key = f"{tech}/{resource}"
+        ep = self.endpoints.get(key)
+        if ep is None:
+            ep = self.endpoints[key] = Endpoint(tech, resource, state)
+        return ep
+
+    def endpoint_registered(self, ep: Endpoint) -> None:
+        """REGISTER: EndpointStateChange(online), PeerStatusChange(Reachable), ContactStatusChange."""
+        if ep.state == "online":
+            return
+        ep.state = "online"
+        ep.touch()
+        self._ev_endpoint("EndpointStateChange", ep)
+        self._ev_endpoint("PeerStatusChange", ep, ', "peer": {"peer_status": "Reachable"}')
+        self._ev_endpoint("ContactStatusChange", ep, self._contact(ep, "NonQualified"))
+        self._changed()
+
+    def endpoint_unregistered(self, ep: Endpoint) -> None:
+        if ep.state == "offline":
+            return
+        ep.state = "offline"
+        ep.touch()
+        self._ev_endpoint("EndpointStateChange", ep)
+        self._ev_endpoint("PeerStatusChange", ep, ', "peer": {"peer_status": "Unreachable"}')
+        self._ev_endpoint("ContactStatusChange", ep, self._contact(ep, "Removed"))
+        self._changed()
+
+    @staticmethod
+    def _contact(ep: Endpoint, status: str) -> str:
+        return (
+            f', "contact_info": {{"uri": {jstr(ep.contact_uri)}, "contact_status": "{status}", '
+            f'"aor": {jstr(ep.resource)}, "roundtrip_usec": "0"}}'
+        )
+
+    @staticmethod
+    def _endpoint_channels_changed(ep: Endpoint) -> None:
+        """channel_ids changed: new snapshot, but no EndpointStateChange (the subscribeAll trace has none)."""
+        ep.touch()
+
+    # ------------------------------------------------------------------------------------------
+    # channel creation and destruction
+    # ------------------------------------------------------------------------------------------
+    def _new_channel(
+        self,
+        ep: Endpoint,
+        kind: str,
+        state: str,
+        protocol_id: str,
+        context: str,
+        exten: str,
+        priority: int,
+        channel_id: str | None = None,
+    ) -> Channel:
+        wall = self.ts.wall()
+        cid = channel_id or self.ids.uniqueid(wall)
+        ch = Channel(
+            cid,
+            self.ids.chan_name(ep.tech, ep.resource),
+            ep.tech,
+            ep.resource,
+            kind,
+            state,
+            protocol_id,
+            context,
+            exten,
+            priority,
+            self.ts.fmt(wall),
+        )
+        ch.endpoint = ep
+        self.channels[cid] = ch
+        ep.channel_ids[cid] = None
+        return ch
+
+    def _announce_new(self, ch: Channel) -> None:
+        """ChannelCreated and the endpoint update: only endpoint / subscribeAll subscribers see them."""
+        self.ev_chan("ChannelCreated", ch)
+        if ch.endpoint is not None:
+            self._endpoint_channels_changed(ch.endpoint)
+
+    def _destroy(self, ch: Channel) -> None:
+        self.channels.pop(ch.id, None)
+        for app in list(ch.subs):
+            app.channels.pop(ch.id, None)
+            self.apps.cleanup(app)
+        ch.subs.clear()
+        ep = ch.endpoint
+        if ep is not None and ch.id in ep.channel_ids:
+            del ep.channel_ids[ch.id]
+            self._endpoint_channels_changed(ep)
+        for timer in ch.timers:
+            timer.cancel()
+        ch.timers.clear()
+        if ch.party is not None:
+            ch.party.channel_gone()
+        self._changed()
+
+    def _cancel_dial_timer(self, ch: Channel) -> None:
+        if ch.dial_timer is not None:
+            ch.dial_timer.cancel()
+            ch.dial_timer = None
+
+    def _rtp_qos(self, ch: Channel) -> None:
+        """The five RTPAUDIOQOS varsets a channel that carried media emits before hanging up; a peer
+        it was talking to gets each one as ``...BRIDGED`` right after it."""
+        seconds = max(0.0, self.clock.now() - (ch.answered_at or 0.0))
+        count = int(seconds * 50)
+        peer = ch.media_peer
+        them = peer.ssrc if peer is not None and peer.ssrc else (ch.ssrc * 7 + 13) % 2147483647
+        zero = "000.000000"
+        stats = (
+            (
+                "RTPAUDIOQOS",
+                f"ssrc={ch.ssrc};themssrc={them};lp=0;rxjitter=0.000000;rxcount={count};"
+                f"txjitter=0.000250;txcount={count};rlp=0;rtt=0.000000;rxmes=88.087887;txmes=0.000000",
+            ),
+            (
+                "RTPAUDIOQOSJITTER",
+                f"minrxjitter={zero};maxrxjitter=000.000375;avgrxjitter=000.000228;stdevrxjitter=000.000094;"
+                f"mintxjitter={zero};maxtxjitter={zero};avgtxjitter={zero};stdevtxjitter={zero};",
+            ),
+            (
+                "RTPAUDIOQOSLOSS",
+                "".join(
+                    f"  {k}={zero};"
+                    for k in (
+                        "minrxlost",
+                        "maxrxlost",
+                        "avgrxlost",
+                        "stdevrxlost",
+                        "mintxlost",
+                        "maxtxlost",
+                        "avgtxlost",
+                        "stdevtxlost",
+                    )
+                ),
+            ),
+            (
+                "RTPAUDIOQOSRTT",
+                "".join(f"     {k}={zero};" for k in ("minrtt", "maxrtt", "avgrtt", "stdevrtt")),
+            ),
+            (
+                "RTPAUDIOQOSMES",
+                f"   minrxmes={zero};   maxrxmes={zero};   avgrxmes={zero};   stdevrxmes={zero};"
+                f"   mintxmes=088.087887;   maxtxmes=088.087887;   avgtxmes=088.087887;   stdevtxmes={zero};",
+            ),
+        )
+        for name, value in stats:
+            self.setvar(ch, name, value)
+            if peer is not None and not peer.hung:
+                self.setvar(peer, f"{name}BRIDGED", value)
+
+    def _ev_hangup_request(self, ch: Channel, cause: int | None, tech_cause: int | None, soft: bool) -> None:
+        pre = ""
+        if cause is not None:
+            pre += f'"cause": {cause}, '
+        if tech_cause is not None:
+            pre += f'"tech_cause": {tech_cause}, '
+        if soft:
+            pre += '"soft": true, '
+        self.ev_chan("ChannelHangupRequest", ch, pre=pre)
+
+    def _hangup(
+        self,
+        ch: Channel,
+        *,
+        request: tuple[int | None, int | None, bool] | None,
+        cause: int,
+        tech_cause: int | None = None,
+        dial_final: str | None = None,
+    ) -> None:
+        """The common tail of every hangup, in Asterisk's order:
+        RTPAUDIOQOS x5 (if media) -> ChannelHangupRequest -> [Dial final] -> [BRIDGEPEER clear,
+        ChannelLeftBridge] -> StasisEnd -> STASISSTATUS=SUCCESS -> ChannelDestroyed (only apps still
+        subscribed see it: ARI-created channels, explicit subscriptions)."""
+        if ch.hung:
+            return
+        ch.hung = True
+        ch.dialing = False
+        self._cancel_dial_timer(ch)
+        if ch.answered_at is not None:
+            self._rtp_qos(ch)
+        if request is not None:
+            self._ev_hangup_request(ch, *request)
+        if dial_final:
+            self._ev_dial(ch, dial_final, ch.dialstring)
+        self._stop_channel_playbacks(ch)
+        if ch.bridge is not None:
+            self._leave_bridge(ch, unsubscribe=False)
+        if ch.stasis_app is not None:
+            self._leave_stasis(ch)
+        if ch.kind == "originated":
+            ch.app_name, ch.app_data = "AppDial2", "(Outgoing Line)"
+        else:
+            ch.app_name, ch.app_data = "", ""
+        ch.touch()
+        mid = f', "cause": {cause}, "cause_txt": {jstr(cause_txt(cause))}'
+        if tech_cause is not None:
+            mid += f', "tech_cause": {tech_cause}'
+        self.ev_chan("ChannelDestroyed", ch, mid)
+        self._destroy(ch)
+
+    def _enter_stasis(self, ch: Channel, app: App, args: list[str]) -> None:
+        ch.stasis_app = app
+        ch.stasis_args = args
+        ch.stasis_entered = True
+        self.sub_channel(app, ch)
+        # StasisStart/StasisEnd go to the application's own topic: observers never see them.
+        self._emit("StasisStart", (app,), f', "args": {jstr(args)}, "channel": {ch.snap()}')
+        self._changed()
+
+    def _leave_stasis(self, ch: Channel) -> None:
+        app = ch.stasis_app
+        assert app is not None
+        self._emit("StasisEnd", (app,), f', "channel": {ch.snap()}')
+        ch.stasis_app = None
+        self.unsub_channel(app, ch)
+        self.setvar(ch, "STASISSTATUS", "SUCCESS")
+
+    # ------------------------------------------------------------------------------------------
+    # inbound calls (customers dialing an extension)
+    # ------------------------------------------------------------------------------------------
+    def inbound(self, caller: Any) -> Channel | None:
+        """A caller's INVITE reached the dialplan. Returns the channel (None when no route)."""
+        ep = self.endpoint("PJSIP", caller.endpoint_name, "online")
+        entry = self.dialplan.get(caller.exten)
+        if entry is None:
+            caller.remote_final(404, [], 1, outcome="no_route")
+            return None
+        ch = self._new_channel(ep, "inbound", "Ring", "", entry.context, caller.exten, 1)
+        ch.caller = Party(caller.caller_name, caller.caller_number)
+        ch.inbound_headers = {k.lower(): (k, v) for k, v in caller.headers.items()}
+        ch.party = caller
+        caller.attach(ch)
+        self._announce_new(ch)
+        ch.protocol_id = self.ids.callid()
+        ch.touch()
+        self.setvar(ch, "SIPDOMAIN", self.sip_host)
+        if entry.priority > 1:
+            noop = entry.noop or ""
+            if noop:
+                with contextlib.suppress(KeyError, IndexError, ValueError):
+                    noop = noop.format(
+                        name=caller.caller_name, number=caller.caller_number, exten=caller.exten
+                    )
+            ch.app_name, ch.app_data = "NoOp", noop
+            ch.touch()
+            self.ev_chan("ChannelDialplan", ch, self._dialplan_mid(ch))
+        ch.priority = entry.priority
+        ch.app_name, ch.app_data = "Stasis", ",".join((entry.app, *entry.args))
+        ch.touch()
+        self.ev_chan("ChannelDialplan", ch, self._dialplan_mid(ch))
+        self.setvar(ch, "STASISSTATUS", "")
+        app = self.apps.get(entry.app)
+        if app is None or not app.active:
+            # Stasis() fails at once; the dialplan falls through to the next priority (Hangup).
+            self.setvar(ch, "STASISSTATUS", "FAILED")
+            ch.priority += 1
+            ch.app_name, ch.app_data = "Hangup", ""
+            ch.touch()
+            self.ev_chan("ChannelDialplan", ch, self._dialplan_mid(ch))
+            caller.refused((ch.context, ch.exten, ch.priority))
+            self._hangup(ch, request=(16, None, True), cause=16)
+            return ch
+        self._enter_stasis(ch, app, list(entry.args))
+        return ch
+
+    @staticmethod
+    def _dialplan_mid(ch: Channel) -> str:
+        return f', "dialplan_app": {jstr(ch.app_name)}, "dialplan_app_data": {jstr(ch.app_data)}'
+
+    def remote_cancel(self, ch: Channel) -> None:
+        """The caller CANCELs before answer: cause 127, tech_cause 487."""
+        if ch.hung:
+            return
+        self._hangup(ch, request=(127, 487, False), cause=127, tech_cause=487)
+
+    def remote_bye(self, ch: Channel) -> None:
+        """A UA sends BYE: cause 16 when talking to a peer in a mixing bridge, else no cause (0)."""
+        if ch.hung:
+            return
+        bridge = ch.bridge
+        if bridge is not None and bridge.type == "mixing" and len(bridge.channels) > 1:
+            self._hangup(ch, request=(16, None, False), cause=16)
+        else:
+            self._hangup(ch, request=(None, None, False), cause=0)
+
+    def remote_dtmf(self, ch: Channel, digit: str, duration_ms: int) -> None:
+        if ch.hung:
+            return
+        self.ev_chan("ChannelDtmfReceived", ch, f', "digit": {jstr(digit)}, "duration_ms": {duration_ms}')
+
+    # ------------------------------------------------------------------------------------------
+    # outbound: /channels/create + dial, and originate
+    # ------------------------------------------------------------------------------------------
+    def _dial_target(self, endpoint: str) -> tuple[Endpoint, Any]:
+        tech, slash, resource = endpoint.partition("/")
+        if not slash or not tech or not resource:
+            raise AriError(400, "Invalid endpoint specified")
+        ep = self.endpoints.get(f"{tech}/{resource}")
+        if ep is None and tech.upper() == "PJSIP":
+            ep = self.endpoints.get(f"PJSIP/{resource}")
+        phone = ep.phone if ep is not None else None
+        if phone is None or not phone.registered:
+            raise allocation_failed()
+        return ep, phone
+
+    @staticmethod
+    def _check_formats(originator: str | None, formats: str | None) -> None:
+        if originator and formats:
+            raise AriError(400, "Originator and formats can't both be specified")
+        if formats:
+            for fmt in formats.split(","):
+                if fmt.strip() not in KNOWN_FORMATS:
+                    raise AriError(400, f"Provided format ({fmt.strip()}) was not found")
+
+    def create(
+        self,
+        *,
+        endpoint: str,
+        app: str,
+        app_args: str | None,
+        channel_id: str | None,
+        originator: str | None,
+        formats: str | None,
+        variables: list[tuple[str, str]],
+    ) -> str:
+        """POST /channels/create: a Down channel in Stasis, not dialed yet. Returns the 200 body."""
+        self._check_formats(originator, formats)
+        ep, phone = self._dial_target(endpoint)
+        if channel_id and channel_id in self.channels:
+            raise AriError(409, "Channel with given unique ID already exists")
+        ch = self._new_channel(ep, "created", "Down", self.ids.uuid(), phone.context, "s", 1, channel_id)
+        ch.caller = Party(phone.display_name, phone.number)
+        ch.dialstring = ep.resource
+        ch.party = None
+        self._announce_new(ch)
+        stasis_app = self.apps.get(app)
+        if stasis_app is not None:
+            self.sub_channel(stasis_app, ch)
+            orig = self.channels.get(originator) if originator else None
+            if orig is not None:
+                self.sub_channel(stasis_app, orig)
+        for name, value in variables:
+            self.set_var(ch, name, value)
+        body = ch.snap()
+        ch.app_name = "Stasis"
+        ch.app_data = app if not app_args else f"{app},{app_args}"
+        ch.touch()
+        self.ev_chan("ChannelDialplan", ch, self._dialplan_mid(ch))
+        self.setvar(ch, "STASISSTATUS", "")
+        if stasis_app is not None and stasis_app.active:
+            self._enter_stasis(ch, stasis_app, _split_args(app_args))
+        else:
+            self.setvar(ch, "STASISSTATUS", "FAILED")
+            self._hangup(ch, request=None, cause=0)
+        return body
+
+    def dial(self, ch: Channel, caller_id: str | None, timeout: int) -> None:
+        """POST /channels/{id}/dial on a created channel: INVITE the phone."""
+        if ch.state != "Down" or ch.dialing:
+            raise AriError(409, "Channel is not in the 'Down' state")
+        if ch.kind != "created":
+            raise AriError(409, "Dialing a channel not created by ARI")
+        if caller_id:
+            caller = self.channels.get(caller_id)
+            if caller is not None:
+                self._set_connected(ch, Party(caller.caller.name, caller.caller.number))
+        ch.dialing = True
+        self._ev_dial(ch, "", ch.dialstring)
+        seconds = timeout if timeout > 0 else (None if timeout == -1 else 30)
+        if seconds is not None:
+            ch.dial_timer = self.later(seconds, self._dial_timeout, ch)
+        self._send_invite(ch)
+
+    def originate(
+        self,
+        *,
+        endpoint: str,
+        app: str | None,
+        app_args: str | None,
+        extension: str | None,
+        context: str | None,
+        priority: int | None,
+        label: str | None,
+        caller_id: str | None,
+        timeout: int,
+        channel_id: str | None,
+        originator: str | None,
+        formats: str | None,
+        variables: list[tuple[str, str]],
+    ) -> str:
+        """POST /channels: dial now, enter Stasis only on answer. Returns the 200 body."""
+        if not endpoint:
+            raise AriError(400, "Endpoint must be specified")
+        self._check_formats(originator, formats)
+        tech, slash, resource = endpoint.partition("/")
+        if not slash or not tech or not resource:
+            raise AriError(400, "Invalid endpoint specified")
+        if not app and not extension:
+            raise AriError(400, "Application or extension must be specified")
+        if originator and originator not in self.channels:
+            raise AriError(400, "Provided originator channel was not found")
+        ep, phone = self._dial_target(endpoint)
+        if channel_id and channel_id in self.channels:
+            raise AriError(409, "Channel with given unique ID already exists")
+        ch = self._new_channel(ep, "originated", "Down", self.ids.uuid(), phone.context, "s", 1, channel_id)
+        ch.caller = Party(phone.display_name, phone.number)
+        ch.app_name, ch.app_data = "AppDial2", "(Outgoing Line)"
+        ch.dialstring = ep.resource
+        self._announce_new(ch)
+        if caller_id:
+            cid = parse_callerid(caller_id)
+            ch.caller = Party(cid.name, cid.number)
+            ch.connected = Party(cid.name, cid.number)
+        for name, value in variables:
+            self.set_var(ch, name, value, emit=False)
+        ch.touch()
+        ch.originate = {
+            "app": app,
+            "args": _split_args(app_args),
+            "app_data": app if not app_args else f"{app},{app_args}",
+            "context": context or "default",
+            "extension": extension,
+            "priority": priority or 1,
+            "label": label,
+        }
+        stasis_app = self.apps.get(app) if app else None
+        if stasis_app is not None:
+            self.sub_channel(stasis_app, ch)
+        body = ch.snap()
+        ch.dialing = True
+        self._ev_dial(ch, "", ch.dialstring)
+        seconds = timeout if timeout > 0 else (None if timeout == -1 else 30)
+        if seconds is not None:
+            ch.dial_timer = self.later(seconds, self._dial_timeout, ch)
+        self._send_invite(ch)
+        return body
+
+    def _send_invite(self, ch: Channel) -> None:
+        phone = ch.endpoint.phone if ch.endpoint is not None else None
+        name, number = ch.connected.name, ch.connected.number
+        host = self.sip_host
+        pai = rpid = None
+        if number:
+            uri = f"sip:{number}@{host}"
+            shown = f'"{name}" <{uri}>' if name else f"<{uri}>"
+            pai = shown
+            rpid = f"{shown};party=calling;privacy=off;screen=no"
+        elif name:
+            uri = f"sip:asterisk@{host}"
+            shown = f'"{name}" <{uri}>'
+        else:
+            name, uri = "Anonymous", "sip:anonymous@anonymous.invalid"
+            shown = f'"{name}" <{uri}>'
+        invite = {
+            "from_name": name,
+            "from_number": uri[4:].split("@", 1)[0],
+            "from_header": shown,
+            "p_asserted_identity": pai,
+            "remote_party_id": rpid,
+            "headers": dict(ch.add_headers),
+        }
+        ch.party = phone.receive_invite(ch, invite)
+
+    def remote_ringing(self, ch: Channel) -> None:
+        """The phone sent 180 Ringing."""
+        if ch.hung or ch.state != "Down":
+            return
+        ch.state = "Ringing"
+        ch.touch()
+        self.ev_chan("ChannelStateChange", ch)
+        self._ev_dial(ch, "RINGING", ch.dialstring if ch.kind == "originated" else "")
+        self._changed()
+
+    def remote_answer(self, ch: Channel) -> None:
+        """The phone sent 200 OK: Up + Dial ANSWER; an originated channel now enters Stasis."""
+        if ch.hung or ch.state == "Up" or not ch.dialing:
+            return
+        self._cancel_dial_timer(ch)
+        ch.dialing = False
+        ch.state = "Up"
+        ch.answered_at = self.clock.now()
+        ch.ssrc = self.ids.ssrc()
+        ch.touch()
+        self.ev_chan("ChannelStateChange", ch)
+        self._ev_dial(ch, "ANSWER", ch.dialstring if ch.kind == "originated" else "")
+        if ch.kind == "originated" and ch.originate is not None:
+            orig = ch.originate
+            if orig["app"]:
+                stasis_app = self.apps.get(orig["app"])
+                ch.app_name, ch.app_data = "Stasis", orig["app_data"]
+                ch.touch()
+                self.setvar(ch, "STASISSTATUS", "")
+                if stasis_app is not None and stasis_app.active:
+                    self._enter_stasis(ch, stasis_app, orig["args"])
+                else:
+                    self.setvar(ch, "STASISSTATUS", "FAILED")
+                    if ch.party is not None:
+                        ch.party.remote_bye(["Q.850;cause=16"], 16)
+                    self._hangup(ch, request=None, cause=16)
+                    return
+            else:
+                ch.context, ch.exten, ch.priority = orig["context"], orig["extension"], orig["priority"]
+                ch.app_name = ch.app_data = ""
+                ch.touch()
+                self.dialplan_log.append((self.clock.now(), ch.id, ch.context, ch.exten, ch.priority))
+        if ch.bridge is not None:
+            self._retech(ch.bridge)
+            self._update_media(ch.bridge)
+        self._update_audio(ch)
+        self._changed()
+
+    def remote_reject(self, ch: Channel, code: int) -> None:
+        """The phone rejected the INVITE (603/486/480...)."""
+        if ch.hung:
+            return
+        cause = SIP_TO_CAUSE.get(code, 21)
+        if ch.kind == "originated" and ch.stasis_app is None:
+            status = "BUSY" if code in (486, 600) else "NOANSWER"
+            self._hangup(ch, request=(cause, code, False), cause=cause, tech_cause=code, dial_final=status)
+        else:
+            self._hangup(ch, request=(cause, code, False), cause=cause, tech_cause=code)
+
+    def _dial_timeout(self, ch: Channel) -> None:
+        """Asterisk gives up dialing: CANCEL (Q.850 19); ChannelDestroyed 19/480 like a 480 reject."""
+        ch.dial_timer = None
+        if ch.hung or not ch.dialing:
+            return
+        if ch.party is not None:
+            ch.party.cancelled(["Q.850;cause=19"])
+        if ch.kind == "originated" and ch.stasis_app is None:
+            self._hangup(ch, request=None, cause=19, tech_cause=480)
+        else:
+            self._hangup(ch, request=(32, None, True), cause=19, tech_cause=480)
+
+    # ------------------------------------------------------------------------------------------
+    # channel operations (REST)
+    # ------------------------------------------------------------------------------------------
+    def get_channel(self, channel_id: str) -> Channel:
+        ch = self.channels.get(channel_id)
+        if ch is None:
+            raise AriError(404, "Channel not found")
+        return ch
+
+    def control(self, channel_id: str, *, check_state: bool = False) -> Channel:
+        """res/ari find_control(): 404 when unknown, 409 when not in Stasis; 412 on Down/Ringing."""
+        ch = self.channels.get(channel_id)
+        if ch is None:
+            raise AriError(404, "Channel not found")
+        if ch.stasis_app is None:
+            raise AriError(409, "Channel not in Stasis application")
+        if check_state and ch.state in ("Down", "Ringing", "Reserved"):
+            raise AriError(412, "Channel in invalid state")
+        return ch
+
+    def hangup(self, channel_id: str, reason: str | None, reason_code: str | None) -> None:
+        """DELETE /channels/{id}: 204, ChannelHangupRequest cause 32 soft whatever the reason."""
+        ch = self.get_channel(channel_id)
+        if reason and reason_code:
+            raise AriError(400, "The reason and reason_code can't both be specified")
+        if reason_code:
+            try:
+                cause = int(reason_code)
+            except ValueError:
+                raise AriError(400, "Invalid reason for hangup provided") from None
+        elif reason:
+            if reason not in HANGUP_REASONS:
+                raise AriError(400, "Invalid reason for hangup provided")
+            cause = HANGUP_REASONS[reason]
+        else:
+            cause = 16
+        if ch.hung:
+            return
+        if cause == 26:
+            reasons = ['SIP;cause=200;text="Call completed elsewhere"', "Q.850;cause=26"]
+        else:
+            reasons = [f"Q.850;cause={cause}"]
+        party = ch.party
+        if party is not None:
+            if ch.state == "Up":
+                party.remote_bye(reasons, cause)
+            elif ch.kind == "inbound":
+                party.remote_final(cause_to_sip(cause), reasons, cause, outcome="disconnected")
+            elif ch.dialing:
+                party.cancelled(reasons)
+        self._hangup(ch, request=(32, None, True), cause=cause)
+
+    def answer(self, ch: Channel) -> None:
+        if ch.state == "Up":
+            return
+        ch.state = "Up"
+        ch.ringing = False
+        ch.answered_at = self.clock.now()
+        ch.ssrc = self.ids.ssrc()
+        ch.touch()
+        self.ev_chan("ChannelStateChange", ch)
+        if ch.party is not None:
+            ch.party.on_answered()
+        if ch.bridge is not None:
+            self._retech(ch.bridge)
+            self._update_media(ch.bridge)
+        self._update_audio(ch)
+        self._changed()
+
+    def ring(self, ch: Channel, on: bool) -> None:
+        ch.ringing = on
+        self._update_audio(ch)
+
+    def channel_moh(self, ch: Channel, moh_class: str | None) -> None:
+        ch.moh = moh_class
+        self._update_audio(ch)
+
+    def send_dtmf(self, ch: Channel, digits: str) -> None:
+        if ch.party is not None:
+            for digit in digits:
+                if digit not in ",":
+                    ch.party.dtmf(digit)
+
+    def continue_in_dialplan(
+        self, ch: Channel, context: str | None, extension: str | None, priority: int | None, label: str | None
+    ) -> None:
+        """The channel leaves Stasis: StasisEnd; an ARI-created channel is then hung up."""
+        if not context:
+            target_ctx, target_exten = ch.context, extension or ch.exten
+        else:
+            target_ctx, target_exten = context, extension or "s"
+        if label:
+            try:
+                target_prio = int(label)
+            except ValueError:
+                raise AriError(404, "Requested label can not be found") from None
+            if target_prio == 0:
+                raise AriError(400, "Requested priority is illegal")
+        elif priority:
+            target_prio = priority
+        elif not context and not extension:
+            target_prio = ch.priority + 1
+        else:
+            target_prio = 1
+        if ch.bridge is not None:
+            self._leave_bridge(ch, unsubscribe=True)
+        self._stop_channel_playbacks(ch)
+        self._leave_stasis(ch)
+        ch.context, ch.exten, ch.priority = target_ctx, target_exten, target_prio
+        ch.app_name = ch.app_data = ""
+        ch.touch()
+        self.dialplan_log.append((self.clock.now(), ch.id, target_ctx, target_exten, target_prio))
+        if ch.kind == "inbound":
+            if ch.party is not None:
+                ch.party.continued((target_ctx, target_exten, target_prio))
+            self._changed()
+            return
+        # An ARI-created channel is hung up once Stasis() returns.
+        if ch.party is not None:
+            if ch.state == "Up":
+                ch.party.remote_bye(["Q.850;cause=16"], 16)
+            elif ch.dialing:
+                ch.party.cancelled(["Q.850;cause=16"])
+        self._hangup(ch, request=None, cause=0)
+
+    # ------------------------------------------------------------------------------------------
+    # variables and functions
+    # ------------------------------------------------------------------------------------------
+    def get_var(self, ch: Channel, name: str) -> str:
+        m = _FUNC_RE.match(name)
+        if m is None:
+            if name in ch.vars:
+                return ch.vars[name]
+            builtin = {
+                "UNIQUEID": ch.id,
+                "CHANNEL": ch.name,
+                "EXTEN": ch.exten,
+                "CONTEXT": ch.context,
+                "PRIORITY": str(ch.priority),
+            }
+            if name in builtin:
+                return builtin[name]
+            raise AriError(404, "Provided variable was not found")
+        func, arg = m.group(1).upper(), m.group(2)
+        field = arg.strip().lower()
+        if func in ("CALLERID", "CONNECTEDLINE"):
+            party = ch.caller if func == "CALLERID" else ch.connected
+            if field == "name":
+                return party.name
+            if field in ("num", "number"):
+                return party.number
+            if field == "all":
+                return f'"{party.name}" <{party.number}>'
+        elif func == "PJSIP_HEADER":
+            action, _, header = arg.partition(",")
+            header = header.split(",", 1)[0].strip()
+            if action.strip() == "read" and header.lower() in ch.inbound_headers:
+                return ch.inbound_headers[header.lower()][1]
+        elif func == "CHANNEL":
+            values = {
+                "name": ch.name,
+                "uniqueid": ch.id,
+                "state": ch.state,
+                "language": ch.language,
+                "linkedid": ch.id,
+                "channeltype": ch.tech,
+                "accountcode": ch.accountcode,
+            }
+            if field in values:
+                return values[field]
+        raise AriError(500, "Unable to read provided function")
+
+    def set_var(self, ch: Channel, name: str, value: str, *, emit: bool = True) -> None:
+        """Set a variable or dialplan function the way the app sees it: CALLERID -> ChannelCallerId,
+        CONNECTEDLINE -> ChannelConnectedLine, PJSIP_HEADER(add,...) -> next INVITE, else ChannelVarset."""
+        m = _FUNC_RE.match(name)
+        if m is None:
+            if emit:
+                self.setvar(ch, name, value)
+            else:
+                ch.vars[name] = value
+            return
+        func, arg = m.group(1).upper(), m.group(2)
+        field = arg.strip().lower()
+        if func in ("CALLERID", "CONNECTEDLINE"):
+            old = ch.caller if func == "CALLERID" else ch.connected
+            new = Party(old.name, old.number)
+            if field == "name":
+                new.name = value
+            elif field in ("num", "number"):
+                new.number = value
+            elif field == "all":
+                new = parse_callerid(value)
+            else:
+                raise AriError(400, "Failed to execute function")
+            if func == "CALLERID":
+                if new != ch.caller:
+                    ch.caller = new
+                    ch.touch()
+                    if emit:
+                        self.ev_chan("ChannelCallerId", ch, _PRESENTATION)
+            elif emit:
+                self._set_connected(ch, new)
+            else:
+                ch.connected = new
+        elif func == "PJSIP_HEADER":
+            action, _, header = arg.partition(",")
+            action, header = action.strip().lower(), header.strip()
+            if action in ("add", "update"):
+                ch.add_headers[header] = value
+            elif action == "remove":
+                if header == "*":
+                    ch.add_headers.clear()
+                else:
+                    ch.add_headers.pop(header, None)
+            else:
+                raise AriError(400, "Failed to execute function")
+        elif func == "CHANNEL" and field == "language":
+            ch.language = value
+            ch.touch()
+        elif func == "CHANNEL" and field == "accountcode":
+            ch.accountcode = value
+            ch.touch()
+        else:
+            ch.vars[name] = value
+
+    def _set_connected(self, ch: Channel, new: Party) -> None:
+        if new == ch.connected:
+            return
+        ch.connected = Party(new.name, new.number)
+        ch.touch()
+        self.ev_chan("ChannelConnectedLine", ch)
+
+
+def _split_args(app_args: str | None) -> list[str]:
+    if not app_args:
+        return []
+    return app_args.split(",")

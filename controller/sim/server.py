@@ -1,0 +1,300 @@
+"""SimAsterisk: the simulated Asterisk 22 a test or the demo starts, configures and observes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, MutableSequence, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from controller.clock import Clock
+from controller.sim.apps import AppRegistry, EventRecord
+from controller.sim.callers import Caller
+from controller.sim.engine import DialplanEntry, Engine
+from controller.sim.model import Ids, Timestamps
+from controller.sim.phones import Answer, BehaviourSpec, Phone
+from controller.sim.records import Waiters
+from controller.sim.rest import AriHttp
+from controller.sim.traffic import TrafficGenerator
+
+
+class Dialplan(dict[str, DialplanEntry]):
+    """``exten -> DialplanEntry``; also accepts ``("acd", ["support"])``, ``"acd"`` or
+    ``"Stasis(acd,support)"`` and normalizes them on assignment."""
+
+    def __init__(self, entries: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        for key, value in (entries or {}).items():
+            self[key] = value
+
+    def __setitem__(self, exten: str, value: Any) -> None:
+        super().__setitem__(exten, _entry(value))
+
+
+def _entry(value: Any) -> DialplanEntry:
+    if isinstance(value, DialplanEntry):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("Stasis(") and text.endswith(")"):
+            parts = text[7:-1].split(",")
+            return DialplanEntry(parts[0], tuple(parts[1:]))
+        return DialplanEntry(text)
+    if isinstance(value, tuple | list):
+        app = value[0]
+        args = value[1] if len(value) > 1 else ()
+        if isinstance(args, str):
+            args = (args,)
+        return DialplanEntry(app, tuple(args))
+    raise TypeError(f"cannot make a dialplan entry from {value!r}")
+
+
+class SimAsterisk:
+    """A simulated Asterisk 22.10.1 speaking ARI (REST + events websocket) over real HTTP.
+
+    ``clock``: shared Clock (speed factor); ``seed``: ids and random choices; ``user``/``password``:
+    ARI credentials; ``epoch``: wall time shown in timestamps/ids at clock 0 (default: now);
+    ``dialplan``: ``{"101": ("acd", ["support"])}`` (the default); ``event_log_size``: events kept in
+    ``event_log``; ``record_limit``: keep only the last N callers (``calls``) and INVITEs per phone
+    (None: keep all -- set it for long demo runs).
+    """
+
+    version = "22.10.1"
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        seed: int = 0,
+        user: str = "asterisk",
+        password: str = "asterisk",
+        asterisk_id: str = "02:fc:00:00:00:01",
+        epoch: float | None = None,
+        sip_host: str = "127.0.0.1",
+        dialplan: dict[str, Any] | None = None,
+        sound_durations: dict[str, float] | None = None,
+        default_sound_duration: float = 1.0,
+        event_log_size: int = 20_000,
+        record_limit: int | None = None,
+    ) -> None:
+        self.clock = clock or Clock()
+        self.seed = seed
+        self.user = user
+        self.password = password
+        self.asterisk_id = asterisk_id
+        self.sip_host = sip_host
+        self.ids = Ids(seed)
+        self.ts = Timestamps(self.clock, time.time() if epoch is None else epoch)
+        self.started_wall = self.ts.wall()
+        self._waiters = Waiters(self.clock)
+        self.apps = AppRegistry(self.clock.now, event_log_size)
+        self.dialplan = Dialplan(dialplan if dialplan is not None else {"101": ("acd", ["support"])})
+        self.engine = Engine(
+            clock=self.clock,
+            ids=self.ids,
+            ts=self.ts,
+            apps=self.apps,
+            asterisk_id=asterisk_id,
+            sip_host=sip_host,
+            dialplan=self.dialplan,
+            sound_durations=sound_durations or {},
+            default_sound_duration=default_sound_duration,
+            changed=self._waiters.check,
+        )
+        self.phones: dict[str, Phone] = {}
+        self.record_limit = record_limit
+        self.calls: MutableSequence[Caller] = self.new_record_list()
+        self.http = AriHttp(self)
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+        self.apps.listeners.append(self._on_event)
+
+    def new_record_list(self) -> MutableSequence[Any]:
+        """A list, or a bounded deque when ``record_limit`` is set."""
+        return [] if self.record_limit is None else deque(maxlen=self.record_limit)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve ARI on host:port (0 = any free port). Returns ``http://host:port``."""
+        self._runner = web.AppRunner(self.http.build(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        bound = server.sockets[0].getsockname()  # type: ignore[union-attr]
+        self.base_url = f"http://{host}:{bound[1]}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Close every websocket and the HTTP server; pending phone/caller timers are cancelled."""
+        for ch in list(self.engine.channels.values()):
+            if ch.dial_timer is not None:
+                ch.dial_timer.cancel()
+        for pb in self.engine.playbacks.values():
+            if pb.timer is not None:
+                pb.timer.cancel()
+        for call in self.calls:
+            call._cancel_timers()
+        for phone in self.phones.values():
+            for invite in phone.invites:
+                invite._cancel_timers()
+        await self.drop_connections()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SimAsterisk:
+        if not self.base_url:
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def ari_url(self) -> str:
+        """``http://host:port/ari``"""
+        return f"{self.base_url}/ari"
+
+    def ws_url(self, app: str = "acd", subscribe_all: bool = False) -> str:
+        url = self.base_url.replace("http://", "ws://", 1)
+        extra = "&subscribeAll=true" if subscribe_all else ""
+        return f"{url}/ari/events?app={app}&api_key={self.user}:{self.password}{extra}"
+
+    # -- configuration ------------------------------------------------------------------------------------
+    def add_phone(
+        self,
+        name: str,
+        behaviour: BehaviourSpec | None = None,
+        *,
+        registered: bool = True,
+        display_name: str | None = None,
+        number: str | None = None,
+        context: str = "from-agents",
+        honor_auto_answer: bool = False,
+    ) -> Phone:
+        """An agent phone on endpoint ``PJSIP/<name>``; its channels' caller id is
+        ``display_name`` (default ``agent1`` -> ``Agent 1``) / ``number`` (default the name)."""
+        phone = Phone(
+            self,
+            name,
+            behaviour if behaviour is not None else Answer(),
+            registered=registered,
+            display_name=display_name,
+            number=number,
+            context=context,
+            honor_auto_answer=honor_auto_answer,
+        )
+        self.phones[name] = phone
+        return phone
+
+    def place_call(
+        self,
+        exten: str = "101",
+        caller_number: str = "5551234",
+        caller_name: str = "Maria",
+        *,
+        headers: dict[str, str] | None = None,
+        hangup_after: float | None = None,
+        hangup_after_answer: float | None = None,
+        talk_time: float | None = None,
+        dtmf: Sequence[tuple[float, str]] = (),
+        endpoint: str = "customer",
+        delay: float = 0.0,
+    ) -> Caller:
+        """A customer dials ``exten`` now (or after ``delay`` clock seconds). See Caller for the behaviour."""
+        caller = Caller(
+            self,
+            exten=exten,
+            caller_number=caller_number,
+            caller_name=caller_name,
+            headers=headers or {},
+            hangup_after=hangup_after,
+            hangup_after_answer=hangup_after_answer,
+            talk_time=talk_time,
+            dtmf=dtmf,
+            endpoint=endpoint,
+        )
+        self.calls.append(caller)
+        if delay > 0:
+            self.engine.later(delay, caller.place)
+        else:
+            caller.place()
+        return caller
+
+    def traffic(self, *, rate: float, seed: int | None = None, **kwargs: Any) -> TrafficGenerator:
+        """A Poisson traffic generator bound to this sim (not started). See TrafficGenerator."""
+        return TrafficGenerator(self, rate=rate, seed=self.seed if seed is None else seed, **kwargs)
+
+    async def drop_connections(self, app: str | None = None) -> None:
+        """Close the events websocket(s) server-side (all, or those serving ``app``)."""
+        conns = [c for c in list(self.http.connections) if app is None or app in c.apps]
+        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+        for conn in conns:
+            self.apps.deactivate(conn)
+        self._waiters.check()
+
+    # -- observation ----------------------------------------------------------------------------------------
+    @property
+    def event_log(self) -> list[EventRecord]:
+        """Every event produced for an app, in order (``delivered`` False when no socket was there)."""
+        return list(self.apps.log)
+
+    def events(
+        self, app: str | None = None, types: str | Iterable[str] | None = None, *, delivered_only: bool = True
+    ) -> list[dict[str, Any]]:
+        """Parsed events, filtered by app and type(s)."""
+        wanted = {types} if isinstance(types, str) else set(types) if types is not None else None
+        return [
+            rec.data
+            for rec in self.apps.log
+            if (app is None or rec.app == app)
+            and (wanted is None or rec.type in wanted)
+            and (rec.delivered or not delivered_only)
+        ]
+
+    def app_active(self, app: str = "acd") -> bool:
+        found = self.apps.get(app)
+        return found is not None and found.active
+
+    async def wait_for(self, pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:  # noqa: ASYNC109 (clock seconds)
+        """Wait (clock seconds) until ``pred()`` is truthy; re-checked on every sim change and event."""
+        return await self._waiters.wait(pred, timeout, what)
+
+    async def wait_for_event(
+        self,
+        type_: str,
+        *,
+        app: str | None = None,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109 (clock seconds)
+        after: int = 0,
+    ) -> dict[str, Any]:
+        """The first logged event of ``type_`` (at log index >= ``after``) matching ``where``."""
+
+        def find() -> dict[str, Any] | None:
+            for rec in list(self.apps.log)[after:]:
+                if (
+                    rec.type == type_
+                    and (app is None or rec.app == app)
+                    and (where is None or where(rec.data))
+                ):
+                    return rec.data
+            return None
+
+        return await self._waiters.wait(find, timeout, f"event {type_}")
+
+    def _on_event(self, rec: EventRecord) -> None:
+        self._waiters.check()
+
+    @property
+    def channels(self) -> dict[str, Any]:
+        return self.engine.channels
+
+    @property
+    def bridges(self) -> dict[str, Any]:
+        return self.engine.bridges
