@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=1, metavar="N", help="random seed for callers (default: 1)")
     demo.add_argument(
-        "--agents", type=_agent_count, default=4, metavar="N", help="number of simulated agents (default: 4)"
+        "--agents", type=_agent_count, default=6, metavar="N", help="number of simulated agents (default: 6)"
     )
     logging_options(demo)
 

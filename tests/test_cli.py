@@ -219,7 +219,7 @@ def test_demo_passes_args(fake_app) -> None:
 def test_demo_defaults(fake_app) -> None:
     assert cli.main(["demo"]) == 0
     [(_, args)] = fake_app.calls
-    assert (args.duration, args.speed, args.seed, args.agents) == (30.0, 10.0, 1, 4)
+    assert (args.duration, args.speed, args.seed, args.agents) == (30.0, 10.0, 1, 6)
 
 
 def test_app_may_return_a_coroutine(fake_app, monkeypatch: pytest.MonkeyPatch) -> None:

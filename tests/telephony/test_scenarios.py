@@ -356,3 +356,16 @@ async def test_caller_waiting_during_reconnect_is_still_served(world_factory):
     w.sim.phones["agent1"].register()  # its EndpointStateChange is lost in the gap
     await w.until(lambda: w.controller.stream.stats["reconnects"] >= 1 and w.controller.stream.connected)
     await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=20)
+
+
+async def test_caller_hangs_up_while_the_agent_answers(world_factory):
+    w = await world_factory(make_setup(TWO, wrapup=1), {"agent1": Answer(after=1.0), "agent2": Answer()})
+    caller = w.call(hangup_after=1.0)  # the same instant the agent picks up
+    invite = await w.sim.phones["agent1"].wait_for_invite()
+    await invite.wait_for(lambda i: i.outcome in ("ended", "cancelled"))
+    await caller.wait_for(lambda c: c.ended_at is not None)
+    await w.until(lambda: not w.engine.calls and not w.controller.shell.legs and not w.sim.bridges)
+    ended = [r.data for r in w.records if r.kind == "call.ended"]
+    assert len(ended) == 1, "exactly one terminal outcome"
+    assert not w.sim.phones["agent2"].invites, "nobody else is rung for a caller who left"
+    await w.until(lambda: w.engine.agents["alice"].eligible)
