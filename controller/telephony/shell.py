@@ -386,7 +386,7 @@ class Telephony:
 
     def _on_endpoint(self, e: ari.EndpointStateChange) -> None:
         endpoint = f"{e.endpoint.technology}/{e.endpoint.resource}"
-        self.feed(ev.EndpointState(endpoint, e.endpoint.state == "online"))
+        self.feed(ev.EndpointState(endpoint, e.endpoint.state != "offline"))
 
     _event_handlers: dict[type, Callable[[Telephony, ari.Event], None]] = {
         ari.StasisStart: _on_stasis_start,
@@ -410,13 +410,16 @@ class Telephony:
         if not endpoints:
             return
         await self.client.subscribe([f"endpoint:{e}" for e in endpoints])
+        states: dict[str, str] = {}
+        for tech in sorted({e.partition("/")[0] for e in endpoints}):
+            for known in await self.client.list_endpoints(tech):
+                states[f"{known.technology}/{known.resource}"] = known.state
         for endpoint in endpoints:
-            tech, _, resource = endpoint.partition("/")
-            try:
-                state = (await self.client.get_endpoint(tech, resource)).state
-            except AriNotFound:
+            state = states.get(endpoint)
+            if state is None:
                 log.warning(
-                    "agent endpoint %s does not exist in Asterisk (check pjsip.conf and the queue file)",
+                    "agent endpoint %s does not exist in Asterisk; its agent is never rung"
+                    " (check pjsip.conf and the queue file)",
                     endpoint,
                     extra={"endpoint": endpoint},
                 )
