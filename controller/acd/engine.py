@@ -84,6 +84,7 @@ class Call:
     tried: set[str] = field(default_factory=set)  # agents offered this call in the current round
     history: list[tuple[str, str]] = field(default_factory=list)  # (agent_id, outcome) per ended offer
     offer_count: int = 0
+    open_legs: int = 0  # agent legs of this call not yet reported gone
     connected_offer: str | None = None
     connected_at: float | None = None
     ended_at: float | None = None
@@ -294,6 +295,7 @@ class Engine:
         arrived = now if e.arrived_at is None else min(e.arrived_at, now)
         call = Call(e.call_id, e.queue, e.caller_number, e.caller_name, 0, {}, arrived, next(self._call_seq))
         call.offer_count = 1
+        call.open_legs = 1
         offer = Offer(f"{call.id}-1", call.id, agent.id, now, now, state=OfferState.CONNECTED)
         offer.outcome, offer.answered_at = Outcome.ACCEPTED, now
         call.state, call.connected_offer, call.connected_at = CallState.CONNECTED, offer.id, now
@@ -363,7 +365,7 @@ class Engine:
         if (
             call.id in self.calls
             and call.state is CallState.ENDED
-            and not any(self.offers[o].leg_open for o in self._offers_of(call) if o in self.offers)
+            and call.open_legs == 0
         ):
             for offer_id in self._offers_of(call):
                 self.offers.pop(offer_id, None)
@@ -403,8 +405,9 @@ class Engine:
         for tier in self._tiers.get(call.queue, ()):
             if queue.strategy is Strategy.RING_ALL:
                 chosen = [a for a in tier.members if a not in call.tried]
+                details = self._call_details(call)  # once for the whole tier
                 for agent_id in chosen:
-                    self._make_offer(call, self.agents[agent_id], queue)
+                    self._make_offer(call, self.agents[agent_id], queue, details)
                 if chosen:
                     return True
             else:
@@ -440,9 +443,12 @@ class Engine:
         else:
             self._make_offer(best, agent, queue)
 
-    def _make_offer(self, call: Call, agent: Agent, queue: QueueConfig) -> None:
+    def _make_offer(
+        self, call: Call, agent: Agent, queue: QueueConfig, details: dict[str, Any] | None = None
+    ) -> None:
         now = self._now
         call.offer_count += 1
+        call.open_legs += 1
         offer = Offer(f"{call.id}-{call.offer_count}", call.id, agent.id, now, now + queue.ring_timeout)
         self.offers[offer.id] = offer
         call.live_offers.add(offer.id)
@@ -476,7 +482,7 @@ class Engine:
             )
         )
         self._start_timer(f"ring:{offer.id}", offer.ring_deadline)
-        details = self._call_details(call) | {
+        details = (details or self._call_details(call)) | {
             "offer_id": offer.id,
             "ring_timeout": queue.ring_timeout,
             "expires_at": offer.ring_deadline,
@@ -560,6 +566,7 @@ class Engine:
         agent = self.agents[offer.agent_id]
         agent.open_legs -= 1
         call = self.calls[offer.call_id]
+        call.open_legs -= 1
         if offer.state in LIVE_OFFER_STATES:
             if offer.state is OfferState.CONFIRMING:
                 outcome, detail = Outcome.REJECTED, "hung_up_in_confirm"
