@@ -1,0 +1,1 @@
+"""Benchmarks: ``python bench/run.py [name] [args...]`` (see ``bench/run.py``)."""
