@@ -303,7 +303,7 @@ def test_negative_ring_timeout_message_exactly(tmp_path: Path) -> None:
         ('join_empty = "yes"', "join_empty", "true or false", 'got "yes"'),
         ("join_empty = 1", "join_empty", "true or false", "got 1"),
         ('strategy = "fastest"', "strategy", '"longest_idle", "round_robin"', 'got "fastest"'),
-        ('acceptance = "desktop"', "acceptance", '"answer", "confirm"', 'got "desktop"'),
+        ('acceptance = "auto"', "acceptance", '"answer", "confirm", "desktop"', 'got "auto"'),
         ('hold = "silence"', "hold", '"moh", "ring"', 'got "silence"'),
         ("strategy = 3", "strategy", "one of", "got 3"),
         ('overflow = "acd-overflow"', "overflow", '"context,exten[,priority]"', 'got "acd-overflow"'),

@@ -40,7 +40,8 @@ class RingAgent:
 
     ``display_name``/``display_number`` is what the phone shows (connected line), ``headers``
     go on the INVITE (``X-Acd-…``). ``dial_timeout`` is Asterisk's backstop, longer than the
-    engine's own ring timer.
+    engine's own ring timer. ``auto_answer`` is true only in desktop mode, after the agent
+    accepted on screen: the phone is asked to pick up by itself.
     """
 
     offer_id: str
@@ -51,6 +52,7 @@ class RingAgent:
     display_number: str
     headers: Mapping[str, str] = field(default_factory=dict)
     dial_timeout: int = 20
+    auto_answer: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,7 @@ class CallOutcome(StrEnum):
 class OfferState(StrEnum):
     RINGING = "ringing"
     CONFIRMING = "confirming"  # answered in confirm mode, waiting for the digit
+    CONNECTING = "connecting"  # desktop mode: accepted on screen, the auto-answered leg is on its way
     CONNECTED = "connected"
     ENDED = "ended"
 
@@ -66,7 +67,7 @@ class Presence(StrEnum):
     NOT_RESPONDING = "not_responding"
 
 
-LIVE_OFFER_STATES = (OfferState.RINGING, OfferState.CONFIRMING)
+LIVE_OFFER_STATES = (OfferState.RINGING, OfferState.CONFIRMING, OfferState.CONNECTING)
 
 
 @dataclass(slots=True, eq=False)
@@ -362,11 +363,7 @@ class Engine:
 
     def _forget_call_if_done(self, call: Call) -> None:
         """Drop a finished call once its last agent leg is gone (memory stays bounded)."""
-        if (
-            call.id in self.calls
-            and call.state is CallState.ENDED
-            and call.open_legs == 0
-        ):
+        if call.id in self.calls and call.state is CallState.ENDED and call.open_legs == 0:
             for offer_id in self._offers_of(call):
                 self.offers.pop(offer_id, None)
             self.calls.pop(call.id, None)
@@ -448,8 +445,8 @@ class Engine:
     ) -> None:
         now = self._now
         call.offer_count += 1
-        call.open_legs += 1
         offer = Offer(f"{call.id}-{call.offer_count}", call.id, agent.id, now, now + queue.ring_timeout)
+        offer.leg_open = False
         self.offers[offer.id] = offer
         call.live_offers.add(offer.id)
         call.tried.add(agent.id)
@@ -458,10 +455,26 @@ class Engine:
         self._cancel_timer(f"retry:{call.id}")
         agent.tried_calls.add(call.id)
         agent.live_offer = offer.id
-        agent.open_legs += 1
         agent.last_offered = next(self._offer_seq)
         self._refresh(agent)
-        wait = int(now - call.arrived_at)
+        if queue.acceptance is not Acceptance.DESKTOP:  # desktop: the phone rings only after Accept
+            self._ring(offer, call, agent, queue.ring_timeout + queue.dial_backstop, auto_answer=False)
+        self._start_timer(f"ring:{offer.id}", offer.ring_deadline)
+        details = (details or self._call_details(call)) | {
+            "offer_id": offer.id,
+            "ring_timeout": queue.ring_timeout,
+            "expires_at": offer.ring_deadline,
+            "acceptance": queue.acceptance.value,
+        }
+        self._emit(cmd.Notify(agent.id, "offer.created", details))
+        self._record("offer.created", call, offer=offer.id, agent=agent.id)
+
+    def _ring(self, offer: Offer, call: Call, agent: Agent, backstop: float, auto_answer: bool) -> None:
+        """Open the offer's agent leg: the phone rings (or, desktop mode, answers by itself)."""
+        offer.leg_open = True
+        call.open_legs += 1
+        agent.open_legs += 1
+        wait = int(self._now - call.arrived_at)
         who = call.caller_name or call.caller_number or "unknown"
         self._emit(
             cmd.RingAgent(
@@ -478,18 +491,10 @@ class Engine:
                     "X-Acd-Caller": call.caller_number,
                     "X-Acd-Wait": str(wait),
                 },
-                dial_timeout=math.ceil(queue.ring_timeout + queue.dial_backstop),
+                dial_timeout=math.ceil(backstop),
+                auto_answer=auto_answer,
             )
         )
-        self._start_timer(f"ring:{offer.id}", offer.ring_deadline)
-        details = (details or self._call_details(call)) | {
-            "offer_id": offer.id,
-            "ring_timeout": queue.ring_timeout,
-            "expires_at": offer.ring_deadline,
-            "acceptance": queue.acceptance.value,
-        }
-        self._emit(cmd.Notify(agent.id, "offer.created", details))
-        self._record("offer.created", call, offer=offer.id, agent=agent.id)
 
     def _call_details(self, call: Call) -> dict[str, Any]:
         return {
@@ -517,6 +522,9 @@ class Engine:
             if offer.leg_open:
                 self._emit(cmd.CancelOffer(offer.id, offer.call_id, offer.agent_id, CancelReason.STALE))
             return
+        if offer.state is OfferState.CONNECTING:
+            self._accept(offer, self.calls[offer.call_id])  # the auto-answered phone is up
+            return
         if offer.state is not OfferState.RINGING:
             self.stats["duplicate_answer"] += 1
             return
@@ -537,6 +545,7 @@ class Engine:
         now = self._now
         agent = self.agents[offer.agent_id]
         self._cancel_timer(f"confirm:{offer.id}")
+        self._cancel_timer(f"connect:{offer.id}")
         call.live_offers.discard(offer.id)
         offer.state = OfferState.CONNECTED
         offer.outcome = Outcome.ACCEPTED
@@ -570,6 +579,8 @@ class Engine:
         if offer.state in LIVE_OFFER_STATES:
             if offer.state is OfferState.CONFIRMING:
                 outcome, detail = Outcome.REJECTED, "hung_up_in_confirm"
+            elif offer.state is OfferState.CONNECTING:
+                outcome, detail = Outcome.NO_ANSWER, "auto_answer_failed"
             else:
                 outcome, detail = classify_leg_end(
                     e.cause, e.tech_cause, dial_timeout=e.dial_timeout, allocation_failed=e.allocation_failed
@@ -612,6 +623,7 @@ class Engine:
         agent.live_offer = None
         self._cancel_timer(f"ring:{offer.id}")
         self._cancel_timer(f"confirm:{offer.id}")
+        self._cancel_timer(f"connect:{offer.id}")
         if cancel is not None and offer.leg_open:
             self._emit(cmd.CancelOffer(offer.id, call.id, agent.id, cancel))
         queue = self.setup.queues[call.queue]
@@ -694,12 +706,31 @@ class Engine:
 
     def _on_offer_accepted(self, e: ev.OfferAccepted) -> None:
         offer = self.offers.get(e.offer_id)
-        if offer is None or offer.agent_id != e.agent_id or offer.state is not OfferState.CONFIRMING:
-            # answer/confirm modes: the phone is the accept; a click cannot connect a leg
-            # that has not been answered.
+        if offer is None or offer.agent_id != e.agent_id:
             self.stats["stale_panel_action"] += 1
             return
-        self._accept(offer, self.calls[offer.call_id])
+        call = self.calls[offer.call_id]
+        queue = self.setup.queues[call.queue]
+        if offer.state is OfferState.CONFIRMING:
+            self._accept(offer, call)  # the click stands in for the digit 1
+        elif offer.state is OfferState.RINGING and queue.acceptance is Acceptance.DESKTOP:
+            # Now call the agent's phone, asking it to pick up by itself; connect when it does.
+            offer.state = OfferState.CONNECTING
+            offer.answered_at = self._now
+            self._cancel_timer(f"ring:{offer.id}")
+            self._ring(
+                offer,
+                call,
+                self.agents[offer.agent_id],
+                queue.connect_timeout + queue.dial_backstop,
+                auto_answer=True,
+            )
+            self._start_timer(f"connect:{offer.id}", self._now + queue.connect_timeout)
+            self._record("offer.answered", call, offer=offer.id, agent=offer.agent_id, on="desktop")
+        else:
+            # answer/confirm modes: the phone is the accept; a click cannot connect a leg
+            # that has not been answered. Anything else: the offer is no longer available.
+            self.stats["stale_panel_action"] += 1
 
     # ------------------------------------------------------------------ timers
 
@@ -717,6 +748,10 @@ class Engine:
         elif kind == "confirm":
             offer = self.offers[ref]
             self._end_offer(offer, Outcome.NO_ANSWER, "no_digit", cancel=CancelReason.TIMED_OUT)
+            self._redispatch(self.calls[offer.call_id])
+        elif kind == "connect":
+            offer = self.offers[ref]
+            self._end_offer(offer, Outcome.NO_ANSWER, "auto_answer_timeout", cancel=CancelReason.TIMED_OUT)
             self._redispatch(self.calls[offer.call_id])
         elif kind == "maxwait":
             self._overflow(self.calls[ref], detail="max_wait")

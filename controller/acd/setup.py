@@ -22,6 +22,7 @@ class Strategy(StrEnum):
 class Acceptance(StrEnum):
     ANSWER = "answer"  # answering the phone is the accept
     CONFIRM = "confirm"  # after answering, the agent presses 1 (accept) or 2 (reject)
+    DESKTOP = "desktop"  # the panel shows the offer; Accept calls the phone with auto-answer
 
 
 class HoldMode(StrEnum):
@@ -80,6 +81,7 @@ class QueueConfig:
     join_empty: bool = True
     retry: float = 5.0  # pause before a call is offered again to agents who already had it
     confirm_timeout: float = 10.0  # seconds the agent has to press 1/2 in confirm mode
+    connect_timeout: float = 10.0  # desktop mode: seconds for the auto-answered phone to pick up
     dial_backstop: float = 5.0  # Asterisk's dial timeout = ring_timeout + this (engine's timer wins)
 
 

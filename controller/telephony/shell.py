@@ -34,6 +34,11 @@ from controller.telephony.lanes import Lanes
 log = logging.getLogger("controller.telephony")
 
 OFFER_ARG = "offer"  # first Stasis arg of agent legs; a queue may not be called this
+# Sent only in desktop acceptance mode, once the agent accepted on screen. Never otherwise.
+AUTO_ANSWER_HEADERS = {
+    "Alert-Info": "<http://localhost>;info=alert-autoanswer;delay=0",
+    "Call-Info": "<sip:localhost>;answer-after=0",
+}
 
 
 @dataclass(slots=True)
@@ -158,7 +163,11 @@ class Telephony:
             "CONNECTEDLINE(name)": c.display_name,
             "CONNECTEDLINE(num)": c.display_number,
         }
-        for name, value in c.headers.items():
+        headers = dict(c.headers)
+        if c.auto_answer:
+            # Desktop mode only, after the agent pressed Accept: the two headers softphones obey.
+            headers.update(AUTO_ANSWER_HEADERS)
+        for name, value in headers.items():
             variables[f"PJSIP_HEADER(add,{name})"] = value
         try:
             await self.client.create_channel(

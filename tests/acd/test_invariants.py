@@ -45,6 +45,7 @@ class Leg:
     confirmed: bool = False
     hangup_requested: bool = False
     ended: bool = False
+    auto_answer: bool = False
 
 
 @dataclass
@@ -115,6 +116,8 @@ class EngineMachine(RuleBasedStateMachine):
         self.timers: dict[str, float] = {}
         self.cancelled_timers: list[str] = []
         self.legs: dict[str, Leg] = {}
+        self.offered: list[tuple[str, str]] = []  # (offer id, agent id) of every offer shown
+        self.accepted_on_screen: set[str] = set()
         self.calls: dict[str, CallModel] = {}
         self.n_calls = 0
         self.history: list[ev.Event] = []
@@ -142,7 +145,17 @@ class EngineMachine(RuleBasedStateMachine):
             assert not self.calls[c.call_id].caller_gone, "rang an agent for a caller who left"
             agent = self.engine.agents[c.agent_id]
             assert agent.presence is Presence.AVAILABLE and agent.reachable
-            self.legs[c.offer_id] = Leg(c.offer_id, c.call_id, c.agent_id, self.now)
+            queue = self.setup_.queues[self.calls[c.call_id].queue]
+            desktop = queue.acceptance is Acceptance.DESKTOP
+            assert c.auto_answer == desktop, "auto-answer only after a desktop Accept"
+            assert not desktop or c.offer_id in self.accepted_on_screen, (
+                "desktop: the phone rang before Accept"
+            )
+            self.legs[c.offer_id] = Leg(
+                c.offer_id, c.call_id, c.agent_id, self.now, auto_answer=c.auto_answer
+            )
+        elif isinstance(c, cmd.Notify) and c.kind == "offer.created":
+            self.offered.append((c.data["offer_id"], c.agent_id))
         elif isinstance(c, cmd.CancelOffer | cmd.HangupAgent):
             self.legs[c.offer_id].hangup_requested = True
         elif isinstance(c, cmd.Connect):
@@ -154,6 +167,10 @@ class EngineMachine(RuleBasedStateMachine):
             queue = self.setup_.queues[call.queue]
             if queue.acceptance is Acceptance.CONFIRM:
                 assert leg.confirmed, "confirm mode connected without the agent pressing 1"
+            if queue.acceptance is Acceptance.DESKTOP:
+                assert leg.auto_answer and c.offer_id in self.accepted_on_screen, (
+                    "desktop: connect needs Accept"
+                )
             assert not call.caller_gone, "connected a caller who already left"
             assert self.engine.agents[c.agent_id].presence not in (Presence.LOGGED_OUT, Presence.PAUSED)
             call.connects.append(c.agent_id)
@@ -240,16 +257,19 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), own=st.booleans(), accept=st.booleans())
     def panel_click(self, data, own, accept):
-        if self.legs:
-            leg = data.draw(st.sampled_from(sorted(self.legs.values(), key=lambda leg: leg.offer_id)))
-            agent = leg.agent_id if own else data.draw(st.sampled_from(AGENTS))
+        if self.offered:
+            offer_id, owner = data.draw(st.sampled_from(self.offered[-12:]))
+            agent = owner if own else data.draw(st.sampled_from(AGENTS))
             if accept:
-                offer = self.engine.offers.get(leg.offer_id)
-                if offer is not None and offer.state is OfferState.CONFIRMING and agent == leg.agent_id:
-                    leg.confirmed = True
-                self.feed(ev.OfferAccepted(leg.offer_id, agent))
+                offer = self.engine.offers.get(offer_id)
+                if offer is not None and agent == owner:
+                    if offer.state is OfferState.CONFIRMING:
+                        self.legs[offer_id].confirmed = True
+                    elif offer.state is OfferState.RINGING:
+                        self.accepted_on_screen.add(offer_id)
+                self.feed(ev.OfferAccepted(offer_id, agent))
             else:
-                self.feed(ev.OfferRejected(leg.offer_id, agent))
+                self.feed(ev.OfferRejected(offer_id, agent))
 
     @rule(seconds=st.sampled_from([0.5, 1.0, 2.5, 5.0, 15.0, 40.0]))
     def time_passes(self, seconds):

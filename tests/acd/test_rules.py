@@ -711,3 +711,72 @@ def test_restore_refused_when_agent_busy_or_unknown():
     assert h.do(ev.CallRestored("c9", "support", "nobody")) == []
     assert h.do(ev.CallRestored("c9", "nosuch", "bob")) == []
     assert h.engine.stats["restore_refused"] == 3 and "c9" not in h.engine.calls
+
+
+# --------------------------------------------------------------------------- desktop acceptance
+
+
+def test_desktop_offer_shows_on_screen_without_ringing_the_phone():
+    h = Harness(make_setup(queue=queue(acceptance=Acceptance.DESKTOP, ring_timeout=15)))
+    out = h.arrive("c1")
+    assert not of(out, cmd.RingAgent), "the phone does not ring at first"
+    (note,) = [n for n in of(out, cmd.Notify) if n.kind == "offer.created"]
+    assert note.agent_id == "alice" and note.data["acceptance"] == "desktop" and note.data["expires_at"] == 15
+
+
+def test_desktop_accept_calls_phone_with_auto_answer_and_connects_on_answer():
+    h = Harness(make_setup(queue=queue(acceptance=Acceptance.DESKTOP, connect_timeout=8)))
+    h.arrive("c1")
+    offer = h.offer_of("alice")
+    out = h.do(ev.OfferAccepted(offer, "alice"))
+    (ring,) = of(out, cmd.RingAgent)
+    assert ring.auto_answer and ring.agent_id == "alice"
+    assert ("connect:" + offer, 8) in started(out)
+    assert not of(out, cmd.Connect), "connected only when the phone is up"
+    out = h.do(ev.AgentLegAnswered(offer))
+    assert of(out, cmd.Connect) == [cmd.Connect("c1", offer, "alice")]
+
+
+def test_desktop_reject_or_countdown_moves_to_next_agent():
+    h = Harness(make_setup(queue=queue(acceptance=Acceptance.DESKTOP, ring_timeout=10)))
+    h.arrive("c1")
+    out = h.do(ev.OfferRejected(h.offer_of("alice"), "alice"))
+    assert not of(out, cmd.CancelOffer), "no leg to hang up"
+    assert [n.agent_id for n in of(out, cmd.Notify) if n.kind == "offer.created"] == ["bob"]
+    out = h.advance(10)
+    assert [n.agent_id for n in of(out, cmd.Notify) if n.kind == "offer.created"] == ["carol"]
+    assert h.engine.agents["bob"].misses == 1
+
+
+def test_desktop_auto_answered_leg_failing_is_no_answer():
+    h = Harness(make_setup(queue=queue(acceptance=Acceptance.DESKTOP)))
+    h.arrive("c1")
+    offer = h.offer_of("alice")
+    h.do(ev.OfferAccepted(offer, "alice"))
+    out = h.leg_end(offer, 17, 486)
+    assert h.engine.offers[offer].outcome is Outcome.NO_ANSWER
+    assert [n.agent_id for n in of(out, cmd.Notify) if n.kind == "offer.created"] == ["bob"]
+
+
+def test_desktop_auto_answer_timeout_is_no_answer():
+    h = Harness(make_setup(queue=queue(acceptance=Acceptance.DESKTOP, connect_timeout=5)))
+    h.arrive("c1")
+    offer = h.offer_of("alice")
+    h.do(ev.OfferAccepted(offer, "alice"))
+    out = h.advance(5)
+    assert cmd.CancelOffer(offer, "c1", "alice", CancelReason.TIMED_OUT) in out
+    assert h.engine.offers[offer].detail == "auto_answer_timeout"
+
+
+def test_accept_twice_or_after_expiry_changes_nothing():
+    h = Harness(make_setup(queue=queue(acceptance=Acceptance.DESKTOP, ring_timeout=5)))
+    h.arrive("c1")
+    offer = h.offer_of("alice")
+    h.do(ev.OfferAccepted(offer, "alice"))
+    assert h.do(ev.OfferAccepted(offer, "alice")) == []
+    h2 = Harness(make_setup(queue=queue(acceptance=Acceptance.DESKTOP, ring_timeout=5)))
+    h2.arrive("c1")
+    late = h2.offer_of("alice")
+    h2.advance(5)
+    assert h2.do(ev.OfferAccepted(late, "alice")) == []
+    assert h2.engine.stats["stale_panel_action"] == 1

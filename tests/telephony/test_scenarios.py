@@ -369,3 +369,34 @@ async def test_caller_hangs_up_while_the_agent_answers(world_factory):
     assert len(ended) == 1, "exactly one terminal outcome"
     assert not w.sim.phones["agent2"].invites, "nobody else is rung for a caller who left"
     await w.until(lambda: w.engine.agents["alice"].eligible)
+
+
+async def test_desktop_accept_calls_the_phone_with_auto_answer_and_connects(world_factory):
+    from controller.acd import events as ev
+
+    setup = make_setup(TWO, acceptance=Acceptance.DESKTOP)
+    w = await world_factory(setup, {"agent1": NoAnswer(), "agent2": NoAnswer()})
+    w.sim.phones["agent1"].honor_auto_answer = True
+    notes = []
+    w.controller.shell.listeners.append(
+        lambda c: notes.append(c) if getattr(c, "kind", "") == "offer.created" else None
+    )
+    caller = w.call()
+    await w.until(lambda: notes)
+    await asyncio.sleep(0.1)
+    assert not w.sim.phones["agent1"].invites, "desktop: the phone does not ring before Accept"
+    w.controller.shell.feed(ev.OfferAccepted(notes[0].data["offer_id"], "alice"))
+    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    invite = w.sim.phones["agent1"].last_invite
+    assert invite.auto_answer and invite.auto_answer_headers
+
+
+async def test_no_auto_answer_header_in_answer_or_confirm_mode(world_factory):
+    setup = make_setup(TWO, acceptance=Acceptance.CONFIRM)
+    w = await world_factory(
+        setup, {"agent1": Decline(after=0.2), "agent2": Answer(after=0.2, dtmf=((0.5, "1"),))}
+    )
+    caller = w.call()
+    await caller.wait_for(lambda c: c.bridged_with == "agent2")
+    invites = w.sim.phones["agent1"].invites + w.sim.phones["agent2"].invites
+    assert invites and not any(i.auto_answer for i in invites)

@@ -29,7 +29,10 @@ async def test_events_for_unknown_channels_change_nothing():
         {"type": "Dial", "dialstatus": "ANSWER", "peer": _channel("nope")},
         {"type": "ChannelVarset", "variable": "RTPAUDIOQOS", "value": "x"},
         {"type": "SomethingNew", "foo": 1},
-        {"type": "EndpointStateChange", "endpoint": {"technology": "PJSIP", "resource": "stranger", "state": "online"}},
+        {
+            "type": "EndpointStateChange",
+            "endpoint": {"technology": "PJSIP", "resource": "stranger", "state": "online"},
+        },
     ]
     for data in events:
         await shell.on_event(ari.parse_event(data))
