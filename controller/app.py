@@ -19,7 +19,7 @@ from controller.ari.client import AriClient
 from controller.ari.errors import ApplicationReplaced, AriConnectionError, AriError, AriUnauthorized
 from controller.ari.events import EventStream
 from controller.clock import Clock
-from controller.config import Settings
+from controller.config import ConfigError, Settings, load_agent_tokens
 from controller.telephony.shell import Telephony
 
 log = logging.getLogger("controller.app")
@@ -117,6 +117,16 @@ async def run_controller(settings: Settings, setup: AcdSetup) -> int:
         "attached to Asterisk",
         extra={"ari_url": settings.ari_url, "asterisk": version, "app": settings.ari_app},
     )
+    from controller.service import Services  # history store, queue_log, events, HTTP API
+
+    services = Services(controller, settings, agent_tokens=load_agent_tokens(settings.config))
+    try:
+        await services.attach()
+    except ConfigError as exc:
+        _stderr(str(exc))
+        await services.close()
+        await controller.client.close()
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -124,12 +134,20 @@ async def run_controller(settings: Settings, setup: AcdSetup) -> int:
             loop.add_signal_handler(sig, stop.set)
     try:
         await controller.start()
+        await services.serve()
+    except ConfigError as exc:
+        _stderr(str(exc))
+        await controller.stop()
+        await services.close()
+        return 2
     except AriUnauthorized as exc:
         _stderr(str(exc))
         await controller.stop()
+        await services.close()
         return 2
     except ApplicationReplaced:
         await controller.stop()
+        await services.close()
         return 1
     stopper = asyncio.ensure_future(stop.wait())
     runner = asyncio.ensure_future(controller.wait())
@@ -140,6 +158,7 @@ async def run_controller(settings: Settings, setup: AcdSetup) -> int:
     stopper.cancel()
     log.info("stopping")
     await controller.stop()
+    await services.close()
     return code
 
 

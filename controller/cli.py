@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     logging_options(demo)
 
+    sidecar = sub.add_parser("sidecar", help="run the WhatsApp sidecar (webhook, agent API and stream)")
+    logging_options(sidecar)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", help="apply database migrations (ACD_DATABASE_URL) up to the latest")
+
     check = sub.add_parser("check-config", help="validate settings and the queue/agent file, print a summary")
     check.add_argument(
         "--config", type=Path, metavar="PATH", help="queue/agent TOML file (default: ACD_CONFIG)"
@@ -270,7 +277,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _finish(_app().run_demo(args))
 
 
-_COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "check-config": _cmd_check_config}
+def _cmd_sidecar(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    setup_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    from controller.whatsapp.service import run_sidecar
+
+    return _finish(run_sidecar(settings))
+
+
+async def _db_upgrade(settings: Settings) -> int:
+    from controller.store import create_engine, upgrade
+
+    engine = create_engine(settings.database_url)
+    try:
+        revision = await upgrade(engine)
+    finally:
+        await engine.dispose()
+    print(f"{redact_url(settings.database_url)}: at revision {revision}")
+    return EXIT_OK
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    setup_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    return _finish(_db_upgrade(settings))
+
+
+_COMMANDS = {
+    "run": _cmd_run,
+    "demo": _cmd_demo,
+    "check-config": _cmd_check_config,
+    "sidecar": _cmd_sidecar,
+    "db": _cmd_db,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

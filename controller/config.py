@@ -43,6 +43,7 @@ from controller.acd.setup import (
 __all__ = [
     "ConfigError",
     "Settings",
+    "load_agent_tokens",
     "load_settings",
     "load_setup",
     "redact_url",
@@ -104,6 +105,26 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, ge=1, le=65535)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # history, HTTP API, events (issue: reporting API, metrics, events)
+    admin_token: SecretStr = SecretStr("")
+    service_level: float = Field(20.0, gt=0, allow_inf_nan=False)
+    store_buffer: int = Field(100_000, ge=1)
+    queue_log: str = ""
+    events_url: str = ""
+    events_secret: SecretStr = SecretStr("")
+    # WhatsApp sidecar (controller.whatsapp); see README "WhatsApp sidecar"
+    sidecar_host: str = "127.0.0.1"
+    sidecar_port: int = Field(8081, ge=1, le=65535)
+    wa_verify_token: SecretStr = SecretStr("")
+    wa_app_secret: SecretStr = SecretStr("")
+    wa_access_token: SecretStr = SecretStr("")
+    wa_phone_number_id: str = ""
+    wa_graph_url: str = "https://graph.facebook.com/v24.0"
+    wa_team: str = ""
+    wa_relay_url: str = ""
+    wa_relay_secret: SecretStr = SecretStr("")
+    wa_orphan_ttl_hours: float = Field(72.0, gt=0, allow_inf_nan=False)
+    agent_tokens: SecretStr = SecretStr("")
 
     @field_validator("ari_url")
     @classmethod
@@ -112,12 +133,60 @@ class Settings(BaseSettings):
             raise PydanticCustomError("acd", "an http:// or https:// URL")
         return value.rstrip("/")
 
+    @field_validator("wa_graph_url")
+    @classmethod
+    def _graph_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise PydanticCustomError("acd", "an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("wa_relay_url")
+    @classmethod
+    def _relay_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise PydanticCustomError("acd", "an http:// or https:// URL")
+        return value
+
+    @field_validator("wa_phone_number_id")
+    @classmethod
+    def _phone_number_id(cls, value: str) -> str:
+        if value.strip() and not value.strip().isdigit():
+            raise PydanticCustomError("acd", "digits")
+        return value.strip()
+
+    @field_validator("agent_tokens")
+    @classmethod
+    def _agent_tokens(cls, value: SecretStr) -> SecretStr:
+        from controller.whatsapp.auth import parse_agent_tokens
+
+        try:
+            parse_agent_tokens(value.get_secret_value())
+        except ValueError as exc:
+            raise PydanticCustomError("acd", "{reason}", {"reason": str(exc)}) from None
+        return value
+
+    @field_validator("sidecar_host")
+    @classmethod
+    def _sidecar_host(cls, value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError("acd", "a non-empty value")
+        return value.strip()
+
     @field_validator("ari_user", "ari_app", "http_host")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise PydanticCustomError("acd", "a non-empty value")
         return value.strip()
+
+    @field_validator("events_url")
+    @classmethod
+    def _events_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise PydanticCustomError("acd", "an http:// or https:// URL")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -145,7 +214,19 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Plain-text secrets for the log redactor (never print these)."""
-        values = [self.ari_password.get_secret_value()]
+        values = [
+            self.ari_password.get_secret_value(),
+            self.admin_token.get_secret_value(),
+            self.events_secret.get_secret_value(),
+            self.wa_verify_token.get_secret_value(),
+            self.wa_app_secret.get_secret_value(),
+            self.wa_access_token.get_secret_value(),
+            self.wa_relay_secret.get_secret_value(),
+        ]
+        if self.agent_tokens.get_secret_value():
+            from controller.whatsapp.auth import parse_agent_tokens
+
+            values.extend(parse_agent_tokens(self.agent_tokens.get_secret_value()).values())
         match = _URL_CREDENTIALS.search(self.database_url)
         if match and match["pw"]:
             values.append(match["pw"])
@@ -173,10 +254,39 @@ _SETTING_EXPECT: dict[str, str] = {
     "http_port": "a TCP port number 1-65535",
     "log_level": "one of " + ", ".join(_LOG_LEVELS),
     "log_format": "text or json",
+    "admin_token": "a string (the bearer token of the HTTP API's admin)",
+    "service_level": "a number of seconds > 0",
+    "store_buffer": "a whole number >= 1 (history records kept in memory while the database is down)",
+    "queue_log": "a file path, or empty for no queue_log",
+    "events_url": "an http:// or https:// URL, or empty for no events webhook",
+    "events_secret": "a non-empty secret when ACD_EVENTS_URL is set (it signs every event)",
+    "sidecar_host": "a non-empty host name or IP address",
+    "sidecar_port": "a TCP port number 1-65535",
+    "wa_verify_token": "a string",
+    "wa_app_secret": "a string",
+    "wa_access_token": "a string",
+    "wa_phone_number_id": "the WhatsApp phone number id (digits)",
+    "wa_graph_url": "an http:// or https:// URL such as https://graph.facebook.com/v24.0",
+    "wa_team": "a comma-separated list of agent ids (empty = every agent)",
+    "wa_relay_url": "empty or an http:// or https:// URL",
+    "wa_relay_secret": "a string",
+    "wa_orphan_ttl_hours": "a number of hours > 0",
+    "agent_tokens": "agent=token pairs separated by commas, e.g. alice=tok-1234,bob=tok-5678",
 }
 
 
-_SECRET_SETTINGS = frozenset({"ari_password"})
+_SECRET_SETTINGS = frozenset(
+    {
+        "ari_password",
+        "admin_token",
+        "events_secret",
+        "wa_verify_token",
+        "wa_app_secret",
+        "wa_access_token",
+        "wa_relay_secret",
+        "agent_tokens",
+    }
+)
 
 
 def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
@@ -202,6 +312,10 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
                 shown = repr(value)
             problems.append(f"settings: {env_name}: must be {expect}, got {shown}")
         raise ConfigError(problems) from None
+    if settings.events_url and not settings.events_secret.get_secret_value():
+        problems.append(
+            f"settings: ACD_EVENTS_SECRET: must be {_SETTING_EXPECT['events_secret']}, got nothing"
+        )
     if problems:
         raise ConfigError(problems)
     return settings
@@ -252,6 +366,7 @@ class QueueModel(_Strict):
     join_empty: bool = True
     retry: float = Field(5.0, ge=0, allow_inf_nan=False)
     confirm_timeout: float = Field(10.0, gt=0, allow_inf_nan=False)
+    connect_timeout: float = Field(10.0, gt=0, allow_inf_nan=False)
 
     @field_validator("overflow", mode="plain")
     @classmethod
@@ -292,6 +407,15 @@ class AgentModel(_Strict):
     endpoint: str
     queues: list[MembershipModel] = []
     state: AgentStartState = Field(AgentStartState.AVAILABLE, strict=False)
+    # hex SHA-256 of the agent's API token: the file never holds the secret itself
+    token_sha256: str | None = None
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _token_hash(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value.strip()):
+            raise PydanticCustomError("acd", "")
+        return value.strip().lower() if value is not None else None
 
     @field_validator("name")
     @classmethod
@@ -335,12 +459,15 @@ _EXPECT: dict[str, dict[str, str]] = {
         "join_empty": "true or false",
         "retry": _SEC_GE0,
         "confirm_timeout": "a number of seconds > 0",
+        "connect_timeout": "a number of seconds > 0",
     },
     "agent": {
         "name": 'a non-empty string such as "Alice"',
         "endpoint": 'a "TECH/resource" endpoint such as "PJSIP/agent1"',
         "queues": 'a list of queue names or { queue = "...", penalty = N } tables',
         "state": _choices(AgentStartState),
+        "token_sha256": "64 hex digits, the SHA-256 of the agent's API token"
+        " (e.g. from `printf %s TOKEN | sha256sum`)",
     },
     "membership": {
         "": 'a queue name or a { queue = "...", penalty = N } table',
@@ -532,6 +659,23 @@ def load_setup(path: str | Path) -> AcdSetup:
     if problems:
         raise ConfigError(f"{path}: {p}" for p in problems)
     return AcdSetup(queues=queues, agents=agents)
+
+
+def load_agent_tokens(path: str | Path) -> dict[str, str]:
+    """Agent id -> hex SHA-256 of its API token, from ``token_sha256`` in the queue file.
+
+    Kept out of :class:`AcdSetup` on purpose: the engine has no business with credentials.
+    Call after :func:`load_setup` (which validates the file); invalid entries are skipped here.
+    """
+    doc = _read_toml(Path(path))
+    agents = doc.get("agents")
+    tokens: dict[str, str] = {}
+    if isinstance(agents, dict):
+        for agent_id, raw in agents.items():
+            digest = raw.get("token_sha256") if isinstance(raw, dict) else None
+            if isinstance(digest, str) and re.fullmatch(r"[0-9a-fA-F]{64}", digest.strip()):
+                tokens[agent_id] = digest.strip().lower()
+    return tokens
 
 
 def setup_warnings(setup: AcdSetup) -> list[str]:

@@ -131,6 +131,7 @@ class DemoView:
         self.finished: deque[CallRow] = deque(maxlen=8)
         self.totals: dict[str, int] = {}
         self.offers: dict[str, int] = {}
+        self.api = ""  # "HTTP API at ..." line, shown in the live view too
         controller.shell.listeners.append(self.on_command)
 
     def on_command(self, c: cmd.Notify | cmd.Record) -> None:
@@ -180,6 +181,7 @@ class DemoView:
         lines = [
             f"ACD demo: simulated Asterisk + real controller over ARI   t={now:6.0f} s (simulated)"
             "   Ctrl-C to stop",
+            *([self.api] if self.api else []),
             "",
             "CALLS            queue    wait  offers (agent: outcome)                         taken by",
         ]
@@ -225,8 +227,14 @@ async def demo(
     rate: float | None = None,
     out: TextIO | None = None,
     live: bool | None = None,
+    http_port: int | None = 0,
+    admin_token: str = "",
 ) -> dict[str, int]:
-    """Run the demo; returns the finished-call totals (also used by the demo's test)."""
+    """Run the demo; returns the finished-call totals (also used by the demo's test).
+
+    The HTTP API runs on ``http_port`` (0 = any free port, None = no API) with a throwaway SQLite
+    history database, so the demo never writes into the real ``ACD_DATABASE_URL``.
+    """
     out = out or sys.stdout
     live = out.isatty() if live is None else live
     clock = Clock(speed=speed)
@@ -243,6 +251,12 @@ async def demo(
         setup, ari_url=sim.base_url, ari_user="acd", ari_password="demo-secret", clock=clock, seed=seed
     )
     view = DemoView(controller, out, live)
+    services, data_dir = None, None
+    if http_port is not None:
+        services, data_dir, api_url, admin_token = await _start_api(controller, http_port, admin_token)
+        view.api = f"HTTP API: curl -H 'Authorization: Bearer {admin_token}' {api_url}/api/queues"
+        if not live:
+            print(view.api, file=out, flush=True)
     if not live:
         print(
             f"ACD demo: {len(setup.agents)} agents, simulated time x{speed:g};"
@@ -291,10 +305,40 @@ async def demo(
         view.draw()
         await controller.stop()
         await sim.stop()
+        if services is not None:
+            await services.close()
+        if data_dir is not None:
+            data_dir.cleanup()
     summary = ", ".join(f"{k} {v}" for k, v in sorted(view.totals.items())) or "no call finished"
     offers = ", ".join(f"{k} {v}" for k, v in sorted(view.offers.items())) or "no offer"
     print(f"\ndemo finished: calls {summary}; offers {offers}", file=out)
     return dict(view.totals)
+
+
+async def _start_api(controller: Controller, port: int, admin_token: str) -> tuple[Any, Any, str, str]:
+    """History in a temporary SQLite file + the HTTP API; falls back to any free port if ``port`` is taken."""
+    import secrets
+    import tempfile
+
+    from controller.config import ConfigError, load_settings
+    from controller.service import Services
+
+    data_dir = tempfile.TemporaryDirectory(prefix="acd-demo-")
+    admin_token = admin_token or secrets.token_urlsafe(12)
+    settings = load_settings(
+        env_file=None,
+        database_url=f"sqlite+aiosqlite:///{data_dir.name}/demo.sqlite3",
+        admin_token=admin_token,
+        http_host="127.0.0.1",
+        http_port=port or 8080,
+    )
+    services = Services(controller, settings)
+    await services.attach()
+    try:
+        url = await services.serve(port=port)
+    except ConfigError:
+        url = await services.serve(port=0)
+    return services, data_dir, url, admin_token
 
 
 def run_demo(args: Any) -> Any:
@@ -305,5 +349,16 @@ async def _main(args: Any) -> int:
     if str(getattr(args, "log_level", None) or "INFO").upper() == "INFO":
         # the view narrates every decision; the structured log lines stay available with --log-level debug
         logging.getLogger("controller").setLevel(logging.WARNING)
-    await demo(duration=args.duration, speed=args.speed, seed=args.seed, agents=args.agents)
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # the demo's throwaway database
+    from controller.config import load_settings
+
+    settings = load_settings()
+    await demo(
+        duration=args.duration,
+        speed=args.speed,
+        seed=args.seed,
+        agents=args.agents,
+        http_port=settings.http_port,
+        admin_token=settings.admin_token.get_secret_value(),
+    )
     return 0

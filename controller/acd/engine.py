@@ -258,7 +258,15 @@ class Engine:
             arrived,
             next(self._call_seq),
         )
-        self._record("call.queued", call, requeued=e.arrived_at is not None)
+        self._record(
+            "call.queued",
+            call,
+            requeued=e.arrived_at is not None,
+            arrived_at=arrived,
+            caller_number=call.caller_number,
+            caller_name=call.caller_name,
+            priority=call.priority,
+        )
         if queue is None:
             # Not ours to route: continue after Stasis() so the dialplan's fallback takes it.
             self.stats["unknown_queue"] += 1

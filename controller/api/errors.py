@@ -1,0 +1,46 @@
+"""JSON errors for every failure: a clear message, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("controller.api")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def error_response(status: int, code: str, message: str, **details: Any) -> web.Response:
+    body: dict[str, Any] = {"error": code, "message": message}
+    body.update(details)
+    headers = {"WWW-Authenticate": 'Bearer realm="acd"'} if status == 401 else None
+    return web.json_response(body, status=status, headers=headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, **exc.details)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        message = {
+            404: f"no such endpoint: {request.method} {request.path} (see /api/openapi.json)",
+            405: f"{request.method} is not allowed on {request.path}",
+        }.get(exc.status, exc.reason)
+        return error_response(exc.status, code, message)
+    except Exception:
+        log.exception("API request failed", extra={"method": request.method, "path": request.path})
+        return error_response(500, "internal_error", "internal error; the controller's log has the details")

@@ -1,0 +1,152 @@
+"""Everything around the routing: history store, queue_log, events webhook, HTTP API.
+
+``acdctl run`` and ``acdctl demo`` both build a :class:`Controller` and hand it to
+:class:`Services`. ``attach()`` (before ``controller.start()``, so the first agent states are kept)
+opens and migrates the database and hooks the writers onto the shell's listeners; ``serve()``
+starts the HTTP API; ``close()`` flushes and stops all of it. A database that is down at start
+never stops calls: its records wait in the writer's buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from controller.api.app import ApiContext, build_app, serve
+from controller.api.auth import Auth
+from controller.api.metrics import Metrics
+from controller.config import ConfigError, Settings, redact_url
+from controller.events import WebhookDeliverer
+from controller.store import create_engine, is_sqlite
+from controller.store.migrate import current_revision, head_revision, upgrade
+from controller.store.queue_log import QueueLog
+from controller.store.writer import HistoryWriter
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from controller.app import Controller
+
+__all__ = ["Services"]
+
+log = logging.getLogger("controller.service")
+
+
+class Services:
+    def __init__(
+        self,
+        controller: Controller,
+        settings: Settings,
+        *,
+        agent_tokens: dict[str, str] | None = None,
+        db: AsyncEngine | None = None,
+        writer_options: dict | None = None,
+        webhook_options: dict | None = None,
+    ) -> None:
+        self.controller = controller
+        self.settings = settings
+        self.agent_tokens = agent_tokens or {}
+        self.db = db
+        self._own_db = db is None
+        self.writer: HistoryWriter | None = None
+        self.queue_log: QueueLog | None = None
+        self.webhook: WebhookDeliverer | None = None
+        self.metrics: Metrics | None = None
+        self.runner: web.AppRunner | None = None
+        self.url: str | None = None
+        self._writer_options = writer_options or {}
+        self._webhook_options = webhook_options or {}
+
+    async def attach(self) -> None:
+        """Open + migrate the database, start the writers. Call before ``controller.start()``."""
+        s, c = self.settings, self.controller
+        if self.db is None:
+            self.db = create_engine(s.database_url)
+        await self._migrate()
+        self.writer = HistoryWriter(
+            self.db,
+            engine=c.engine,
+            clock_now=c.clock.now,
+            max_buffer=s.store_buffer,
+            events=bool(s.events_url),
+            **self._writer_options,
+        )
+        c.shell.listeners.append(self.writer.listener)
+        self.writer.start()
+        self.metrics = Metrics(c, self.writer)
+        if s.queue_log:
+            self.queue_log = QueueLog(s.queue_log, c.engine, epoch=self.writer.epoch)
+            c.shell.listeners.append(self.queue_log.listener)
+            self.queue_log.start()
+        if s.events_url:
+            self.webhook = WebhookDeliverer(
+                self.db, s.events_url, s.events_secret.get_secret_value(), **self._webhook_options
+            )
+            self.writer.on_commit.append(self.webhook.wake)
+            self.metrics.outbox_pending = lambda: self.webhook.pending if self.webhook else None
+            self.webhook.start()
+
+    async def _migrate(self) -> None:
+        assert self.db is not None
+        where = redact_url(self.settings.database_url)
+        if is_sqlite(self.db):
+            try:
+                await upgrade(self.db)
+            except Exception as exc:
+                problem = f"cannot open or migrate {where}: {exc}"
+                raise ConfigError(f"settings: ACD_DATABASE_URL: {problem}") from None
+            return
+        try:
+            async with asyncio.timeout(10):
+                current = await current_revision(self.db)
+        except Exception as exc:
+            log.error(
+                "database unreachable at start; calls are routed and history is buffered until it is back",
+                extra={"database": where, "error": f"{type(exc).__name__}: {str(exc)[:200]}"},
+            )
+            return
+        head = head_revision()
+        if current != head:
+            log.error(
+                "database schema is not up to date: run `acdctl db upgrade`; history is buffered meanwhile",
+                extra={"database": where, "revision": current, "expected": head},
+            )
+
+    def api_context(self) -> ApiContext:
+        auth = Auth(self.settings.admin_token.get_secret_value(), self.agent_tokens)
+        return ApiContext(
+            self.controller,
+            auth,
+            db=self.db,
+            writer=self.writer,
+            metrics=self.metrics,
+            service_level=self.settings.service_level,
+        )
+
+    async def serve(self, host: str | None = None, port: int | None = None) -> str:
+        """Start the HTTP API (``port`` 0 = any free port); returns its base URL."""
+        host = host or self.settings.http_host
+        port = self.settings.http_port if port is None else port
+        try:
+            self.runner, self.url = await serve(build_app(self.api_context()), host, port)
+        except OSError as exc:
+            problem = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            raise ConfigError(f"settings: ACD_HTTP_HOST/ACD_HTTP_PORT: {problem}") from None
+        log.info("HTTP API listening", extra={"url": self.url})
+        return self.url
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        if self.writer is not None:
+            await self.writer.close()
+        if self.queue_log is not None:
+            await self.queue_log.close()
+        if self.webhook is not None:
+            await self.webhook.close()
+        if self.db is not None and self._own_db:
+            await self.db.dispose()

@@ -1,0 +1,26 @@
+"""Declarative Base with a naming convention, so Alembic migrations get stable constraint names."""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Every table of the product, whichever feature owns it."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def load_all_models() -> None:
+    """Import every module that declares tables (migrations and autogenerate need them all)."""
+    import controller.store.history  # noqa: F401  (calls, offers, agents, outbox)
+    import controller.whatsapp.models  # noqa: F401

@@ -1,0 +1,242 @@
+"""The agent/admin HTTP API: conversations, history in chat order, send, assign, alerts.
+
+History order is the chat order, ``(event_ts, seq)``. Each message carries its ``cursor`` (the
+change that last touched it); the response's ``cursor`` is the conversation's latest, read in
+the same snapshot, so ``GET .../messages?after=<cursor>`` (or the stream with ``?after=``)
+continues exactly where the history ended.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import func, or_, select
+
+from controller.store import reading
+from controller.whatsapp.appkey import SERVICE
+from controller.whatsapp.auth import Principal
+from controller.whatsapp.changes import alert_view, conversation_view, message_view
+from controller.whatsapp.models import ChannelAlert, Conversation, Message, StatusHistory
+from controller.whatsapp.relay import principal_of
+from controller.whatsapp.sender import SendError
+
+__all__ = ["routes"]
+
+log = logging.getLogger("controller.whatsapp.api")
+
+CV = Conversation.__table__
+M = Message.__table__
+H = StatusHistory.__table__
+A = ChannelAlert.__table__
+
+routes = web.RouteTableDef()
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return _json({"error": reason}, status)
+
+
+def _int_param(
+    request: web.Request, name: str, default: int | None = None, *, lo: int = 0, hi: int | None = None
+) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name} must be a whole number") from None
+    if value < lo or (hi is not None and value > hi):
+        raise web.HTTPBadRequest(text=f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def _conv_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["conversation_id"])
+    except ValueError:
+        raise web.HTTPNotFound(text="no such conversation") from None
+
+
+async def _body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text="body must be JSON") from None
+
+
+def _visible_filter(service: Any, principal: Principal):  # noqa: ANN202 - SQL expression
+    if principal.admin:
+        return None
+    mine = CV.c.assigned_agent == principal.agent_id
+    if principal.agent_id in service.auth.team:
+        return or_(mine, CV.c.assigned_agent.is_(None))
+    return mine
+
+
+async def _visible_conversation(service: Any, conn: Any, principal: Principal, cid: int) -> dict:
+    row = (await conn.execute(select(CV).where(CV.c.id == cid))).mappings().first()
+    if row is None or not service.auth.can_see(principal, row["assigned_agent"]):
+        raise web.HTTPNotFound(text="no such conversation (or not yours)")
+    return dict(row)
+
+
+@routes.get("/api/conversations")
+async def list_conversations(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    principal = principal_of(request)
+    query = select(CV).order_by(CV.c.id)
+    where = _visible_filter(service, principal)
+    if where is not None:
+        query = query.where(where)
+    async with reading(service.engine) as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    now = service.clock()
+    return _json({"conversations": [conversation_view(dict(r), now) for r in rows]})
+
+
+@routes.post("/api/conversations")
+async def open_conversation(request: web.Request) -> web.Response:
+    """Find or create the conversation with a phone number (to send a template first)."""
+    service = request.app[SERVICE]
+    principal = principal_of(request)
+    body = await _body(request)
+    wa_id = str(body.get("wa_id", "")).lstrip("+") if isinstance(body, dict) else ""
+    if not wa_id.isdigit() or not 8 <= len(wa_id) <= 15:
+        return _error(400, "wa_id must be a phone number in international format, digits only")
+    name = body.get("name") if isinstance(body.get("name"), str) else None
+    async with service.changelog.unit() as u:
+        conv = await u.conversation_for(service.config.phone_number_id, wa_id, wa_id=wa_id, name=name)
+        if not service.auth.can_see(principal, conv["assigned_agent"]):
+            raise web.HTTPNotFound(text="this conversation belongs to another agent")
+        if principal.agent_id is not None and conv["assigned_agent"] is None:
+            u.assign(conv, principal.agent_id)
+    return _json({"conversation": conversation_view(conv, service.clock())}, 201)
+
+
+@routes.get("/api/conversations/{conversation_id}")
+async def get_conversation(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    principal = principal_of(request)
+    async with reading(service.engine) as conn:
+        conv = await _visible_conversation(service, conn, principal, _conv_id(request))
+    return _json({"conversation": conversation_view(conv, service.clock())})
+
+
+@routes.get("/api/conversations/{conversation_id}/messages")
+async def history(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    principal = principal_of(request)
+    cid = _conv_id(request)
+    after = _int_param(request, "after")
+    limit = _int_param(request, "limit", 500, lo=1, hi=5000)
+    assert limit is not None
+    async with reading(service.engine) as conn:
+        conv = await _visible_conversation(service, conn, principal, cid)
+        query = select(M).where(M.c.conversation_id == cid)
+        if after is not None:
+            query = query.where(M.c.last_cursor > after).order_by(M.c.event_ts, M.c.seq).limit(limit + 1)
+            rows = [dict(r) for r in (await conn.execute(query)).mappings()]
+        else:  # the latest ``limit`` messages, shown oldest first
+            query = query.order_by(M.c.event_ts.desc(), M.c.seq.desc()).limit(limit + 1)
+            rows = [dict(r) for r in (await conn.execute(query)).mappings()][::-1]
+        top = (
+            await conn.execute(select(func.max(M.c.last_cursor)).where(M.c.conversation_id == cid))
+        ).scalar_one()
+    more = len(rows) > limit
+    rows = rows[:limit] if after is not None else rows[-limit:]
+    cursor = max(conv["last_cursor"], top or 0)
+    return _json(
+        {
+            "conversation": conversation_view(conv, service.clock()),
+            "messages": [message_view(r) for r in rows],
+            "cursor": cursor,
+            "more": more,
+        }
+    )
+
+
+@routes.post("/api/conversations/{conversation_id}/messages")
+async def send(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    principal = principal_of(request)
+    body = await _body(request)
+    try:
+        status, payload = await service.sender.submit(principal, _conv_id(request), body)
+    except SendError as exc:
+        service.metrics.inc("send_refused", reason=str(exc.status))
+        return _error(exc.status, exc.reason)
+    return _json(payload, status)
+
+
+@routes.post("/api/conversations/{conversation_id}/assign")
+async def assign(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    principal = principal_of(request)
+    if not principal.admin:
+        return _error(403, "only the admin token can assign conversations")
+    body = await _body(request)
+    agent = body.get("agent") if isinstance(body, dict) else None
+    if agent is not None and agent not in service.auth.agents:
+        return _error(
+            400, f"unknown agent {agent!r}; known agents: {', '.join(service.auth.agents) or 'none'}"
+        )
+    async with service.changelog.unit() as u:
+        conv = await u.conversation(_conv_id(request))
+        if conv is None:
+            raise web.HTTPNotFound(text="no such conversation")
+        changed = u.assign(conv, agent)
+    log.info("conversation assigned", extra={"conversation": conv["id"], "agent": agent, "changed": changed})
+    return _json({"conversation": conversation_view(conv, service.clock())})
+
+
+@routes.get("/api/messages/{message_id}/history")
+async def status_history(request: web.Request) -> web.Response:
+    """Every status report of one message, failures included even when no longer shown."""
+    service = request.app[SERVICE]
+    principal = principal_of(request)
+    async with reading(service.engine) as conn:
+        row = (
+            (await conn.execute(select(M).where(M.c.id == request.match_info["message_id"])))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise web.HTTPNotFound(text="no such message")
+        await _visible_conversation(service, conn, principal, row["conversation_id"])
+        rows = (
+            await conn.execute(select(H).where(H.c.message_id == row["id"]).order_by(H.c.ts, H.c.id))
+        ).mappings()
+        items = [{k: v for k, v in r.items() if k not in ("raw", "id", "dedupe_key")} for r in rows]
+    return _json({"message": message_view(dict(row)), "history": items})
+
+
+@routes.get("/api/alerts")
+async def alerts(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    principal_of(request)
+    limit = _int_param(request, "limit", 100, lo=1, hi=1000)
+    async with reading(service.engine) as conn:
+        rows = (await conn.execute(select(A).order_by(A.c.id.desc()).limit(limit))).mappings()
+        items = [alert_view(dict(r)) for r in rows]
+    return _json({"alerts": items})
+
+
+@routes.get("/healthz")
+async def health(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    return _json(
+        {
+            "status": "ok",
+            "webhook_configured": bool(service.config.app_secret),
+            "sending_configured": service.sender.graph is not None,
+            "counters": service.metrics.snapshot(),
+        }
+    )

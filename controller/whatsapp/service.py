@@ -1,0 +1,284 @@
+"""Wiring: one :class:`WhatsAppService` owns the engine, hub, ingest worker, sender and routes.
+
+``acdctl sidecar`` calls :func:`run_sidecar`; tests and the demo build the service directly
+(``WhatsAppService(config, engine=..., graph_transport=...)``) and call ``start()``/``stop()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from controller.store import create_engine, current_revision, is_sqlite, upgrade
+from controller.store.migrate import head_revision
+from controller.whatsapp import api, relay, webhook
+from controller.whatsapp.appkey import SERVICE
+from controller.whatsapp.auth import TokenAuth, parse_agent_tokens
+from controller.whatsapp.changes import ChangeLog
+from controller.whatsapp.graph import DEFAULT_GRAPH_URL, GraphClient
+from controller.whatsapp.ingest import Ingestor
+from controller.whatsapp.metrics import Counters
+from controller.whatsapp.relay import Forwarder, Hub
+from controller.whatsapp.sender import Sender
+
+__all__ = ["WEBHOOK_PATH", "WhatsAppConfig", "WhatsAppService", "run_sidecar"]
+
+log = logging.getLogger("controller.whatsapp")
+
+WEBHOOK_PATH = "/webhooks/whatsapp"
+
+
+class MigrationNeeded(Exception):
+    """PostgreSQL is not at the latest schema: the admin runs ``acdctl db upgrade`` first."""
+
+
+@dataclass
+class WhatsAppConfig:
+    """Everything the sidecar needs, decoupled from pydantic Settings (tests build it directly)."""
+
+    database_url: str = "sqlite+aiosqlite:///./data/acd.sqlite3"
+    host: str = "127.0.0.1"
+    port: int = 8081
+    verify_token: str = ""
+    app_secret: str = ""
+    access_token: str = ""
+    phone_number_id: str = ""
+    graph_url: str = DEFAULT_GRAPH_URL
+    admin_token: str = ""
+    agent_tokens: dict[str, str] = field(default_factory=dict)
+    team: list[str] = field(default_factory=list)
+    relay_url: str = ""
+    relay_secret: str = ""
+    orphan_ttl_hours: float = 72.0
+    send_timeout: float = 15.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> WhatsAppConfig:
+        return cls(
+            database_url=settings.database_url,
+            host=settings.sidecar_host,
+            port=settings.sidecar_port,
+            verify_token=settings.wa_verify_token.get_secret_value(),
+            app_secret=settings.wa_app_secret.get_secret_value(),
+            access_token=settings.wa_access_token.get_secret_value(),
+            phone_number_id=settings.wa_phone_number_id,
+            graph_url=settings.wa_graph_url,
+            admin_token=settings.admin_token.get_secret_value(),
+            agent_tokens=parse_agent_tokens(settings.agent_tokens.get_secret_value()),
+            team=[t.strip() for t in settings.wa_team.split(",") if t.strip()],
+            relay_url=settings.wa_relay_url,
+            relay_secret=settings.wa_relay_secret.get_secret_value(),
+            orphan_ttl_hours=settings.wa_orphan_ttl_hours,
+        )
+
+    def problems(self) -> list[str]:
+        """What is missing, for the startup log (the service still starts and says 503)."""
+        out = []
+        if not self.app_secret:
+            out.append("ACD_WA_APP_SECRET is not set: every webhook POST is refused with 503")
+        if not self.verify_token:
+            out.append("ACD_WA_VERIFY_TOKEN is not set: Meta's webhook verification will fail")
+        if not self.access_token or not self.phone_number_id:
+            out.append("ACD_WA_ACCESS_TOKEN / ACD_WA_PHONE_NUMBER_ID not set: agents cannot send")
+        if not self.agent_tokens and not self.admin_token:
+            out.append("no ACD_AGENT_TOKENS / ACD_ADMIN_TOKEN: nobody can use the API or the stream")
+        return out
+
+
+class WhatsAppService:
+    def __init__(
+        self,
+        config: WhatsAppConfig,
+        *,
+        engine: AsyncEngine | None = None,
+        clock: Callable[[], float] = time.time,
+        graph_transport: httpx.AsyncBaseTransport | None = None,
+        relay_client: httpx.AsyncClient | None = None,
+        backoff_scale: float = 1.0,
+        auto_migrate: bool | None = None,
+        ingest_batch: int = 100,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.engine = engine or create_engine(config.database_url)
+        self._own_engine = engine is None
+        self.metrics = Counters()
+        self.auth = TokenAuth(config.admin_token, config.agent_tokens, config.team)
+        self.hub = Hub(self.auth, self.metrics)
+        self.changelog = ChangeLog(self.engine, self.hub, clock)
+        self.ingestor = Ingestor(
+            self.engine,
+            self.changelog,
+            self.metrics,
+            batch=ingest_batch,
+            orphan_ttl=config.orphan_ttl_hours * 3600,
+            clock=clock,
+        )
+        self.inbox = webhook.InboxWriter(self.engine, clock)
+        graph = None
+        if config.access_token and config.phone_number_id:
+            graph = GraphClient(
+                config.graph_url,
+                config.phone_number_id,
+                config.access_token,
+                timeout=config.send_timeout,
+                transport=graph_transport,
+            )
+        self.sender = Sender(
+            self.changelog,
+            graph,
+            self.auth,
+            self.metrics,
+            phone_number_id=config.phone_number_id,
+            backoff_scale=backoff_scale,
+        )
+        self.forwarder = (
+            Forwarder(
+                self.engine,
+                self.hub,
+                config.relay_url,
+                config.relay_secret,
+                client=relay_client,
+                metrics=self.metrics,
+            )
+            if config.relay_url
+            else None
+        )
+        self.auto_migrate = auto_migrate
+        self._wake_event = asyncio.Event()
+        self._process_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task] = []
+        self.app = self._build_app()
+
+    # ----------------------------------------------------------------- app
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=webhook.MAX_BODY)
+        app[SERVICE] = self
+        app.router.add_get(WEBHOOK_PATH, webhook.verify)
+        app.router.add_post(WEBHOOK_PATH, webhook.receive)
+        app.router.add_get("/api/stream", relay.ws_handler)
+        app.router.add_get("/api/stream/sse", relay.sse_handler)
+        app.add_routes(api.routes)
+        return app
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def migrate(self) -> None:
+        auto = is_sqlite(self.engine) if self.auto_migrate is None else self.auto_migrate
+        if auto:
+            await upgrade(self.engine)
+            return
+        current, head = await current_revision(self.engine), head_revision()
+        if current != head:
+            raise MigrationNeeded(
+                f"database is at revision {current or 'none'}, this version needs {head}: "
+                "run `acdctl db upgrade`"
+            )
+
+    async def start(self) -> None:
+        await self.migrate()
+        for problem in self.config.problems():
+            log.warning("sidecar: %s", problem)
+        await self.sender.recover()
+        self._tasks.append(asyncio.create_task(self._ingest_loop(), name="wa-ingest"))
+        self._tasks.append(asyncio.create_task(self._purge_loop(), name="wa-orphans"))
+        if self.forwarder is not None:
+            self._tasks.append(asyncio.create_task(self.forwarder.run(), name="wa-relay"))
+        self.wake()  # bodies stored before a crash are processed now
+
+    async def stop(self) -> None:
+        self.hub.close_all()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.sender.close()
+        if self.sender.graph is not None:
+            await self.sender.graph.aclose()
+        if self.forwarder is not None:
+            await self.forwarder.aclose()
+        if self._own_engine:
+            await self.engine.dispose()
+
+    def wake(self) -> None:
+        self._wake_event.set()
+
+    async def process_now(self) -> int:
+        async with self._process_lock:
+            return await self.ingestor.process_pending()
+
+    async def _ingest_loop(self) -> None:
+        while True:
+            self._wake_event.clear()  # before looking, so a wake during the pass isn't lost
+            try:
+                taken = await self.process_now()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("ingest pass failed; retrying in 1 s")
+                await asyncio.sleep(1)
+                continue
+            if not taken:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake_event.wait(), timeout=5)
+
+    async def _purge_loop(self) -> None:
+        while True:
+            try:
+                await self.ingestor.purge_orphans()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("orphan purge failed")
+            await asyncio.sleep(600)
+
+    async def drain(self) -> None:
+        """Process every stored body and finish every queued send (tests, benchmark, demo)."""
+        while True:
+            while await self.process_now():
+                pass
+            await self.sender.drain()
+            if not await self.ingestor.pending():
+                return
+
+
+async def run_sidecar(settings: Any) -> int:
+    """``acdctl sidecar``: serve until SIGINT/SIGTERM."""
+    config = WhatsAppConfig.from_settings(settings)
+    service = WhatsAppService(config)
+    try:
+        await service.start()
+    except MigrationNeeded as exc:
+        log.error("sidecar: %s", exc)
+        await service.stop()
+        return 2
+    runner = web.AppRunner(service.app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    log.info(
+        "WhatsApp sidecar listening",
+        extra={"url": f"http://{config.host}:{config.port}", "webhook": WEBHOOK_PATH},
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await service.stop()
+    return 0

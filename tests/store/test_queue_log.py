@@ -1,0 +1,128 @@
+"""queue_log lines (Asterisk format) for the standard scenarios, written by the real controller."""
+
+from __future__ import annotations
+
+import time
+
+from controller.acd.events import AgentLogin, AgentLogout, AgentPause, AgentReady
+from controller.acd.setup import Strategy
+from controller.sim import Answer, Decline, NoAnswer
+from tests.dbkit import migrated_db
+from tests.stack import make_stack
+from tests.telephony.conftest import make_setup
+
+
+async def run(tmp_path, setup, phones, scenario):
+    path = tmp_path / "queue_log"
+    async with migrated_db("sqlite", tmp_path) as (db, _url, _schema):
+        stack = await make_stack(db, setup, phones, http=False, queue_log=str(path))
+        try:
+            await scenario(stack)
+            await stack.until(lambda: not stack.controller.engine.calls, timeout=20)
+        finally:
+            await stack.close()
+    lines = [line.split("|") for line in path.read_text().splitlines()]
+    for line in lines:
+        assert abs(int(line[0]) - time.time()) < 600, "epoch seconds"
+    return [line[1:] for line in lines]
+
+
+async def test_reject_then_next_agent_connects_and_caller_completes(tmp_path):
+    setup = make_setup({"alice": "agent1", "bob": "agent2"}, strategy=Strategy.LINEAR)
+    phones = {"agent1": Decline(after=1.0), "agent2": Answer(after=2.0)}
+    call_id = None
+
+    async def scenario(stack):
+        nonlocal call_id
+        caller = stack.call(caller_number="5550100", talk_time=10)
+        call_id = caller.channel_id
+        await caller.wait_for(lambda c: c.outcome not in ("ringing", "answered"), 200)
+
+    lines = await run(tmp_path, setup, phones, scenario)
+    calls = [line for line in lines if line[0] == call_id]
+    assert [line[2:4] for line in calls] == [
+        ["NONE", "ENTERQUEUE"],
+        ["alice", "RINGNOANSWER"],
+        ["bob", "CONNECT"],
+        ["bob", "COMPLETECALLER"],
+    ]
+    assert calls[0][4:] == ["", "5550100", "1"]  # url, callerid, position
+    assert 900 <= int(calls[1][4]) <= 1300  # ring time in ms
+    hold, bridged, ring = calls[2][4:]
+    assert int(hold) in (3, 4) and bridged.startswith(call_id) and int(ring) == 2
+    assert calls[3][4:6] == ["3", "10"] or int(calls[3][5]) in (9, 10, 11)  # holdtime, calltime
+    assert calls[3][6] == "1"  # original position
+    assert all(line[1] == "support" for line in calls)
+
+
+async def test_agent_hangs_up_completeagent(tmp_path):
+    setup = make_setup({"alice": "agent1"})
+    phones = {"agent1": Answer(after=0.5, hangup_after=3)}
+
+    async def scenario(stack):
+        caller = stack.call()
+        await caller.wait_for(lambda c: c.outcome not in ("ringing", "answered"), 200)
+
+    lines = await run(tmp_path, setup, phones, scenario)
+    assert [line[3] for line in lines if line[0] != "NONE"] == ["ENTERQUEUE", "CONNECT", "COMPLETEAGENT"]
+
+
+async def test_caller_abandons_while_ringing(tmp_path):
+    setup = make_setup({"alice": "agent1"})
+
+    async def scenario(stack):
+        caller = stack.call(hangup_after=3)
+        await caller.wait_for(lambda c: c.outcome not in ("ringing", "answered"), 200)
+
+    lines = await run(tmp_path, setup, {"agent1": NoAnswer()}, scenario)
+    events = [line for line in lines if line[0] != "NONE"]
+    assert [line[2:4] for line in events] == [
+        ["NONE", "ENTERQUEUE"],
+        ["alice", "RINGCANCELED"],
+        ["NONE", "ABANDON"],
+    ]
+    assert events[2][4:6] == ["1", "1"] and int(events[2][6]) == 3  # position, origposition, waittime
+
+
+async def test_max_wait_overflow_is_exitwithtimeout(tmp_path):
+    setup = make_setup({"alice": "agent1"}, max_wait=4, ring_timeout=10)
+
+    async def scenario(stack):
+        stack.call()
+        await stack.until(lambda: any(r.kind == "call.ended" for r in stack.records), timeout=20)
+
+    lines = await run(tmp_path, setup, {"agent1": NoAnswer()}, scenario)
+    events = [line[3] for line in lines if line[0] != "NONE"]
+    assert events == ["ENTERQUEUE", "RINGCANCELED", "EXITWITHTIMEOUT"]
+    assert int(lines[-1][6]) == 4
+
+
+async def test_empty_queue_is_exitempty(tmp_path):
+    setup = make_setup({"alice": "agent1"}, join_empty=False)
+
+    async def scenario(stack):
+        stack.controller.shell.feed(AgentLogout("alice"))
+        stack.call()
+        await stack.until(lambda: any(r.kind == "call.ended" for r in stack.records), timeout=20)
+
+    lines = await run(tmp_path, setup, {"agent1": Answer()}, scenario)
+    assert [line[3] for line in lines] == ["AGENTLOGOFF", "ENTERQUEUE", "EXITEMPTY"]
+
+
+async def test_pause_unpause_login_logoff(tmp_path):
+    setup = make_setup({"alice": "agent1"})
+
+    async def scenario(stack):
+        feed = stack.controller.shell.feed
+        for event in (
+            AgentPause("alice", "lunch"),
+            AgentReady("alice"),
+            AgentLogout("alice"),
+            AgentLogin("alice"),
+        ):
+            feed(event)
+
+    lines = await run(tmp_path, setup, {"agent1": Answer()}, scenario)
+    assert lines[0][:4] == ["NONE", "support", "alice", "PAUSE"] and lines[0][4] == "lunch"
+    assert [line[3] for line in lines] == ["PAUSE", "UNPAUSE", "AGENTLOGOFF", "AGENTLOGIN"]
+    assert lines[2][4] == "PJSIP/agent1" and lines[3][4] == "PJSIP/agent1"
