@@ -20,7 +20,7 @@ from controller.ari.errors import ApplicationReplaced, AriConnectionError, AriEr
 from controller.ari.events import EventStream
 from controller.clock import Clock
 from controller.config import ConfigError, Settings, load_agent_tokens
-from controller.telephony.shell import Telephony
+from controller.telephony.shell import HANDLED_EVENTS, Telephony
 
 log = logging.getLogger("controller.app")
 
@@ -51,6 +51,7 @@ class Controller:
             on_connect=self.shell.on_connect,
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
+            types=HANDLED_EVENTS,
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -67,6 +67,7 @@ _SECRET_KEY = re.compile(
 )
 
 _secrets: set[str] = set()
+_secrets_sorted: tuple[str, ...] = ()  # longest first, rebuilt when a secret is added
 _secrets_lock = threading.Lock()
 
 
@@ -74,24 +75,28 @@ def add_secret(value: str | SecretStr | None) -> None:
     """Register a literal secret (e.g. the ARI password) to be masked wherever it appears."""
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
+    global _secrets_sorted
     if value and len(value) >= 3:  # masking "a" everywhere would wreck every line
         with _secrets_lock:
             _secrets.add(value)
+            _secrets_sorted = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def clear_secrets() -> None:
     """Forget registered secrets (tests)."""
+    global _secrets_sorted
     with _secrets_lock:
         _secrets.clear()
+        _secrets_sorted = ()
 
 
 def redact(text: str) -> str:
     """Mask credentials in ``text``: URL passwords, secret-ish key=value pairs, registered secrets."""
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+    for secret in _secrets_sorted:
         if secret in text:
             text = text.replace(secret, MASK)
+    if "=" not in text and ":" not in text:
+        return text  # every pattern below needs a separator: the common, cheap case
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
     text = _KEY_VALUE.sub(lambda m: f"{m['key']}{m['q1']}{m['sep']}{m['q2']}{MASK}", text)
     return _AUTH_HEADER.sub(lambda m: f"{m['head']}{MASK}", text)
@@ -141,14 +146,14 @@ class TextFormatter(logging.Formatter):
     """``TS LEVEL logger message key=value ...``; tracebacks follow on their own lines."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [_timestamp(record), record.levelname, record.name, record.getMessage()]
-        parts += [f"{k}={_text_value(v)}" for k, v in extra_fields(record).items()]
+        parts = [_timestamp(record), record.levelname, record.name, redact(record.getMessage())]
+        parts += [f"{k}={_text_value(v)}" for k, v in extra_fields(record).items()]  # already clean
         line = " ".join(parts)
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + redact(self.formatException(record.exc_info))
         if record.stack_info:
-            line += "\n" + self.formatStack(record.stack_info)
-        return redact(line)
+            line += "\n" + redact(self.formatStack(record.stack_info))
+        return line
 
 
 class JsonFormatter(logging.Formatter):

@@ -27,13 +27,26 @@ from controller.acd.engine import CallState, Engine, OfferState
 from controller.acd.setup import HoldMode
 from controller.ari import models as ari
 from controller.ari.client import AriClient
-from controller.ari.errors import AriError, AriNotFound, EndpointUnreachable
+from controller.ari.errors import AriBadRequest, AriError, AriNotFound, EndpointUnreachable
 from controller.clock import Clock
 from controller.telephony.lanes import Lanes
 
 log = logging.getLogger("controller.telephony")
 
 OFFER_ARG = "offer"  # first Stasis arg of agent legs; a queue may not be called this
+SUBSCRIBE_CHUNK = 50  # endpoint event sources per subscription request (URL length)
+# ARI event types the shell acts on; the stream skips decoding the rest (most are ChannelVarset).
+HANDLED_EVENTS = frozenset(
+    {
+        "StasisStart",
+        "StasisEnd",
+        "ChannelStateChange",
+        "ChannelHangupRequest",
+        "ChannelDestroyed",
+        "ChannelDtmfReceived",
+        "EndpointStateChange",
+    }
+)
 # Sent only in desktop acceptance mode, once the agent accepted on screen. Never otherwise.
 AUTO_ANSWER_HEADERS = {
     "Alert-Info": "<http://localhost>;info=alert-autoanswer;delay=0",
@@ -65,6 +78,7 @@ class CallChannels:
     released: bool = False  # we sent it on (continue/hangup): its StasisEnd is expected
     gone: bool = False
     legs: set[str] = field(default_factory=set)  # offer ids of agent legs not yet destroyed
+    parked: bool = False  # already parked (found so after a restart)
 
 
 @dataclass
@@ -94,6 +108,7 @@ class Telephony:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._marks: dict[str, tuple[str, float]] = {}  # call id -> (what we wait for, since)
         self.run_token = secrets.token_hex(3)
+        self._acted: set[str] = set()  # calls rung or connected by the current feed
 
     # ------------------------------------------------------------------ engine side
 
@@ -114,6 +129,7 @@ class Telephony:
                 handle.cancel()
         elif isinstance(c, cmd.RingAgent):
             leg = self._add_leg(c.offer_id, f"{c.offer_id}.{self.run_token}", c.call_id, c.agent_id)
+            self._acted.add(c.call_id)
             self.lanes.submit(f"leg:{c.offer_id}", lambda: self._ring(c, leg))
         elif isinstance(c, cmd.CancelOffer):
             reason = "answered_elsewhere" if c.reason is cmd.CancelReason.ANSWERED_ELSEWHERE else "normal"
@@ -125,6 +141,7 @@ class Telephony:
             chans.hold = c.hold
             self.lanes.submit(f"call:{c.call_id}", lambda: self._park(chans))
         elif isinstance(c, cmd.Connect):
+            self._acted.add(c.call_id)
             self.lanes.submit(f"call:{c.call_id}", lambda: self._connect(c))
         elif isinstance(c, cmd.PlayConfirmPrompt):
             self.lanes.submit(f"leg:{c.offer_id}", lambda: self._confirm_prompt(c))
@@ -223,24 +240,30 @@ class Telephony:
         self.lanes.submit(f"leg:{offer_id}", job)
 
     async def _park(self, chans: CallChannels) -> None:
-        if chans.gone or chans.released or chans.holding_bridge is not None:
+        if chans.gone or chans.released or chans.parked:
             return  # gone, sent on, or still parked from before a restart
+        chans.parked = True
         try:
             if chans.hold is HoldMode.RING:
                 await self.client.ring(chans.call_id)
                 return
             bridge_id = f"{chans.call_id}-hold"
+            # known before it exists: whoever cleans up after this call also destroys it
+            chans.holding_bridge = bridge_id
             await asyncio.gather(
                 self.client.answer(chans.call_id),
                 self.client.create_bridge("holding", bridge_id=bridge_id, name=f"acd hold {chans.call_id}"),
             )
-            chans.holding_bridge = bridge_id
             await self.client.add_channel(bridge_id, [chans.call_id])
             await self.client.start_bridge_moh(bridge_id)
-        except AriNotFound:
-            self.stats["park_caller_gone"] += 1  # StasisEnd follows
+        except (AriNotFound, AriBadRequest) as exc:
+            # the caller left meanwhile ("Channel not found"): StasisEnd ends the call
+            self.stats["park_caller_gone"] += 1
+            log.debug("caller left while being parked: %s", exc, extra={"call": chans.call_id})
         except AriError as exc:
             log.warning("could not park caller: %s", exc, extra={"call": chans.call_id})
+        if chans.gone:
+            await self._destroy_bridges(chans)
 
     async def _connect(self, c: cmd.Connect) -> None:
         chans = self.calls.get(c.call_id)
@@ -342,16 +365,14 @@ class Telephony:
                 extra={"call": channel.id, "queue": queue},
             )
         self.calls[channel.id] = CallChannels(channel.id)
-        self._marks[channel.id] = ("dial", time.perf_counter())
-        self.feed(
-            ev.CallArrived(
-                channel.id,
-                queue,
-                caller_number=channel.caller.number,
-                caller_name=channel.caller.name,
-                priority=priority,
-            )
+        arrived = ev.CallArrived(
+            channel.id,
+            queue,
+            caller_number=channel.caller.number,
+            caller_name=channel.caller.name,
+            priority=priority,
         )
+        self._timed(channel.id, "dial", arrived)
 
     def _on_stasis_end(self, e: ari.StasisEnd) -> None:
         chans = self.calls.get(e.channel.id)
@@ -368,8 +389,7 @@ class Telephony:
     def _on_state_change(self, e: ari.ChannelStateChange) -> None:
         leg = self.leg_by_channel.get(e.channel.id)
         if leg is not None and e.channel.state == "Up" and not leg.ended:
-            self._marks[leg.call_id] = ("bridge", time.perf_counter())
-            self.feed(ev.AgentLegAnswered(leg.offer_id))
+            self._timed(leg.call_id, "bridge", ev.AgentLegAnswered(leg.offer_id))
 
     def _on_hangup_request(self, e: ari.ChannelHangupRequest) -> None:
         leg = self.leg_by_channel.get(e.channel.id)
@@ -383,15 +403,18 @@ class Telephony:
         leg.ended = True
         self._forget_leg(leg)
         dial_timeout = leg.soft_hangup_seen and e.cause == 19
-        self._marks[leg.call_id] = ("dial", time.perf_counter())
-        self.feed(ev.AgentLegEnded(leg.offer_id, e.cause, e.tech_cause, dial_timeout=dial_timeout))
+        self._timed(
+            leg.call_id,
+            "dial",
+            ev.AgentLegEnded(leg.offer_id, e.cause, e.tech_cause, dial_timeout=dial_timeout),
+        )
+        self._maybe_forget_call(leg.call_id)  # the engine may have let the call go just now
         self._log_leg_end(leg, e)
 
     def _on_dtmf(self, e: ari.ChannelDtmfReceived) -> None:
         leg = self.leg_by_channel.get(e.channel.id)
         if leg is not None:
-            self._marks[leg.call_id] = ("bridge", time.perf_counter())
-            self.feed(ev.ConfirmDigit(leg.offer_id, e.digit))
+            self._timed(leg.call_id, "bridge", ev.ConfirmDigit(leg.offer_id, e.digit))
 
     def _on_endpoint(self, e: ari.EndpointStateChange) -> None:
         endpoint = f"{e.endpoint.technology}/{e.endpoint.resource}"
@@ -418,7 +441,10 @@ class Telephony:
         endpoints = sorted({a.endpoint for a in self.engine.agents.values()})
         if not endpoints:
             return
-        await self.client.subscribe([f"endpoint:{e}" for e in endpoints])
+        # Asterisk reads at most 4 KiB of request line: subscribe in chunks, not one long URL.
+        sources = [f"endpoint:{e}" for e in endpoints]
+        for i in range(0, len(sources), SUBSCRIBE_CHUNK):
+            await self.client.subscribe(sources[i : i + SUBSCRIBE_CHUNK])
         states: dict[str, str] = {}
         for tech in sorted({e.partition("/")[0] for e in endpoints}):
             for known in await self.client.list_endpoints(tech):
@@ -497,6 +523,7 @@ class Telephony:
                         chans.mixing_bridge = bridge.id
                     elif bridge is not None and bridge.bridge_type == "holding":
                         chans.holding_bridge = bridge.id
+                        chans.parked = True
                     self.stats["resync_restored"] += 1
                     continue
             self.stats["orphan_leg"] += 1
@@ -507,6 +534,7 @@ class Telephony:
             bridge = bridge_of.get(call_id)
             if bridge is not None and bridge.bridge_type == "holding":
                 chans.holding_bridge = bridge.id  # still parked with music: no need to park again
+                chans.parked = True
             self.feed(
                 ev.CallArrived(
                     call_id,
@@ -557,6 +585,15 @@ class Telephony:
         chans = self.calls.get(call_id)
         if chans is not None and chans.gone and not chans.legs and call_id not in self.engine.calls:
             self.calls.pop(call_id, None)
+
+    def _timed(self, call_id: str, what: str, event: ev.Event) -> None:
+        """Feed ``event``; if it made the engine ring or bridge, time the reaction until the
+        request goes out (a call that only waits in line is not a reaction)."""
+        self._marks[call_id] = (what, time.perf_counter())
+        self._acted.clear()
+        self.feed(event)
+        if call_id not in self._acted:
+            self._marks.pop(call_id, None)
 
     def _reaction_done(self, call_id: str, what: str) -> None:
         mark = self._marks.get(call_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import pytest
@@ -104,3 +105,30 @@ async def test_restart_takes_calls_back_requeues_waiting_and_hangs_up_orphans(si
     ended = [r.data for r in records if getattr(r, "kind", "") == "call.ended"]
     assert ended[0]["call"] == talking.channel_id and ended[0]["outcome"] == "completed"
     await second.stop()
+
+
+async def test_starts_with_hundreds_of_agents_and_forgets_finished_calls(sim):
+    agents = {f"a{i}": f"agent{i}" for i in range(400)}
+    for phone in agents.values():
+        sim.add_phone(phone, Answer(after=0.2))
+    controller = Controller(
+        make_setup(agents, wrapup=0),
+        ari_url=sim.base_url,
+        ari_user="acd",
+        ari_password="secret",
+        clock=sim.clock,
+    )
+    await controller.start()  # one subscription URL for 400 endpoints would exceed Asterisk's 4 KiB
+    assert all(a.reachable for a in controller.engine.agents.values())
+    callers = [sim.place_call("101", caller_number=f"555{i:04d}", hangup_after_answer=1) for i in range(20)]
+    for caller in callers:
+        await caller.wait_for(lambda c: c.ended_at is not None, timeout=20)
+    shell = controller.shell
+    for _ in range(200):
+        if not shell.calls and not shell.legs and not controller.engine.calls:
+            break
+        await asyncio.sleep(0.01)
+    assert not shell.calls and not shell.legs and not shell._marks, "nothing kept per finished call"
+    assert not controller.engine.calls and not controller.engine.offers
+    assert controller.stream.stats["ignored_events"] > 0, "events the shell does not use are not parsed"
+    await controller.stop()
