@@ -122,11 +122,19 @@ def apply_status(state: MessageState, update: StatusUpdate) -> MessageState:
     if new < current:
         return state
     status_ts = update.ts if state.status_ts is None else min(state.status_ts, update.ts)
-    if update.status == "failed" and update.error is not None:
-        mine = (update.ts, update.error.order_key())
-        if state.error is None or mine < (state.error_ts or 0.0, state.error.order_key()):
+    if update.status == "failed" and state.status == "failed":
+        # Several failure reports for one message: keep one chosen by content, never by arrival
+        # order (a report with an error beats one without; then earliest; then error; then source).
+        mine = _failure_key(update.error, update.ts, update.source)
+        theirs = _failure_key(state.error, state.error_ts, state.error_source)
+        if mine < theirs:
             return MessageState("failed", status_ts, update.error, update.ts, update.source)
     return state if status_ts == state.status_ts else replace(state, status_ts=status_ts)
+
+
+def _failure_key(error: MetaError | None, ts: float | None, source: str | None) -> tuple:
+    when = ts if ts is not None else float("inf")
+    return (error is None, when, error.order_key() if error else (), source or "")
 
 
 def sort_key(event_ts: float, seq: int) -> tuple[float, int]:
