@@ -12,7 +12,8 @@ from pathlib import Path
 
 BENCHMARKS: dict[str, str] = {
     "engine": "bench.engine",  # Engine.handle() cost per event, 100 -> 10,000 agents
-    "ari": "bench.ari",  # controller + simulated Asterisk over loopback: setups/s, reactions, waiting calls
+    "ari": "bench.ari",
+    "whatsapp": "bench.whatsapp",  # webhook ingest throughput and push latency, SQLite and PostgreSQL
     "store": "bench.store",  # history writer: reaction p99 with/without persistence, write throughput
 }
 DEFAULT = "engine"

@@ -36,6 +36,9 @@ def head_revision() -> str | None:
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> str | None:
     """Apply migrations up to ``revision``; returns the revision the database is at."""
 
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-plugin INFO lines are noise
+
     def _run(sync_conn) -> None:  # noqa: ANN001 - a sync Connection
         cfg = alembic_config()
         cfg.attributes["connection"] = sync_conn

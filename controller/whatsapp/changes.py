@@ -237,6 +237,7 @@ class Unit:
         self._orphan_wamids: set[str] = set()
         self._alerts: dict[str, dict] = {}
         self._inbox_done: list[int] = []
+        self._inbox_done_sha: list[str] = []
         self._inbox_failed: list[tuple[int, str]] = []
         self.frames: list[dict] = []
 
@@ -440,8 +441,11 @@ class Unit:
             },
         )
 
-    def inbox_done(self, inbox_id: int) -> None:
-        self._inbox_done.append(inbox_id)
+    def inbox_done(self, inbox_id: int | None, sha: str | None = None) -> None:
+        if inbox_id is not None:
+            self._inbox_done.append(inbox_id)
+        elif sha is not None:
+            self._inbox_done_sha.append(sha)
 
     async def apply_orphans(self) -> int:
         """Statuses that beat the send response: apply them now that their wamid is known."""
@@ -601,6 +605,8 @@ class Unit:
             )
         for chunk in _chunks(self._inbox_done):
             await conn.execute(update(IN).where(IN.c.id.in_(chunk)).values(processed_at=self.now))
+        for chunk in _chunks(self._inbox_done_sha):
+            await conn.execute(update(IN).where(IN.c.body_sha256.in_(chunk)).values(processed_at=self.now))
         self.frames = frames
         return frames
 

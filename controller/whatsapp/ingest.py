@@ -85,11 +85,24 @@ class Ingestor:
                         await self._failed(item[0])
         return len(rows)
 
-    def _parse(self, inbox_id: int, body: bytes) -> Parsed:
+    async def process_fresh(self, items: list[tuple[str, object]]) -> int:
+        """Bodies just stored by this process, already parsed: skip reading them back.
+
+        On any failure they are simply left to the stored-copy path (they are unprocessed rows).
+        """
+        parsed = [(None, sha, self._parse(None, b"", doc)) for sha, doc in items]
         try:
-            doc = json.loads(body)
-        except ValueError:  # checked before storing; only a corrupted row gets here
-            doc = None
+            await self._apply(parsed)
+        except Exception:
+            log.warning("fresh batch failed; the stored copies will be retried", exc_info=True)
+        return len(items)
+
+    def _parse(self, inbox_id: int | None, body: bytes, doc: object = None) -> Parsed:
+        if doc is None:
+            try:
+                doc = json.loads(body)
+            except ValueError:  # checked before storing; only a corrupted row gets here
+                doc = None
         parsed = parse_webhook(doc)
         for problem in parsed.problems:
             self.metrics.inc("webhook_problems")
@@ -114,7 +127,7 @@ class Ingestor:
             extra={"inbox": inbox_id, "attempts": attempts, "retry_in_s": delay},
         )
 
-    async def _apply(self, items: list[tuple[int, str, Parsed]]) -> None:
+    async def _apply(self, items: list[tuple[int | None, str, Parsed]]) -> None:
         async with self.changelog.unit() as u:
             await self._inbound(u, items)
             await self._statuses(u, items)
@@ -126,7 +139,7 @@ class Ingestor:
                         source="webhook",
                         phone_number_id=err.phone_number_id,
                     )
-                u.inbox_done(inbox_id)
+                u.inbox_done(inbox_id, sha)
         counts = {"messages": 0, "statuses": 0, "errors": 0}
         for _, _, parsed in items:
             counts["messages"] += len(parsed.inbound)

@@ -125,9 +125,13 @@ async def replay(
 
 
 async def stream_frames(
-    engine: AsyncEngine, hub: Hub, principal: Principal, after: int | None
-) -> AsyncIterator[dict]:
-    """Replay-then-live, deduplicated by cursor. Ends when the subscriber is cut off."""
+    engine: AsyncEngine, hub: Hub, principal: Principal, after: int | None, keepalive: float | None = None
+) -> AsyncIterator[dict | None]:
+    """Replay-then-live, deduplicated by cursor. Ends when the subscriber is cut off.
+
+    With ``keepalive``, yields None after that many idle seconds (SSE writes a comment, which is
+    how a vanished client is noticed).
+    """
     sub = hub.subscribe(principal)  # before reading the log: nothing can fall in between
     try:
         if after is None:
@@ -140,7 +144,11 @@ async def stream_frames(
                 last = frame["cursor"]
                 yield frame
         while True:
-            frame = await sub.queue.get()
+            try:
+                frame = await asyncio.wait_for(sub.queue.get(), keepalive)
+            except TimeoutError:
+                yield None
+                continue
             if frame is None:
                 return
             if frame["cursor"] <= last:
@@ -195,19 +203,23 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                 break
 
+    async def pump() -> None:
+        async for frame in stream_frames(engine, hub, principal, after):
+            if frame is not None:
+                await ws.send_str(json.dumps(frame, separators=(",", ":"), ensure_ascii=False))
+
+    # Whichever ends first ends the stream: the client leaving must not leave a pump waiting for
+    # the next frame (a leaked subscriber, and a server shutdown that waits for it).
     read_task = asyncio.create_task(reader())
+    pump_task = asyncio.create_task(pump())
     try:
-        frames = stream_frames(engine, hub, principal, after)
-        async for frame in frames:
-            if ws.closed or read_task.done():
-                break
-            await ws.send_str(json.dumps(frame, separators=(",", ":"), ensure_ascii=False))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+        await asyncio.wait({read_task, pump_task}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        read_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await read_task
+        for task in (read_task, pump_task):
+            task.cancel()
+        for task in (read_task, pump_task):
+            with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+                await task
         if not ws.closed:
             await ws.close()
         log.info("stream closed", extra={"who": principal.label, "kind": "ws"})
@@ -226,7 +238,10 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
     engine: AsyncEngine = service.engine
     hub: Hub = service.hub
     with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
-        async for frame in stream_frames(engine, hub, principal, after):
+        async for frame in stream_frames(engine, hub, principal, after, keepalive=15.0):
+            if frame is None:
+                await resp.write(b": keepalive\n\n")
+                continue
             data = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
             await resp.write(f"id: {frame['cursor']}\nevent: {frame['type']}\ndata: {data}\n\n".encode())
     return resp

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,6 +158,7 @@ class WhatsAppService:
         self.auto_migrate = auto_migrate
         self._wake_event = asyncio.Event()
         self._process_lock = asyncio.Lock()
+        self._fresh: deque[tuple[str, object]] = deque()  # stored just now, parsed, not yet processed
         self._tasks: list[asyncio.Task] = []
         self.app = self._build_app()
 
@@ -170,6 +172,11 @@ class WhatsAppService:
         app.router.add_get("/api/stream", relay.ws_handler)
         app.router.add_get("/api/stream/sse", relay.sse_handler)
         app.add_routes(api.routes)
+
+        async def end_streams(_app: web.Application) -> None:
+            self.hub.close_all()  # before aiohttp waits for open handlers
+
+        app.on_shutdown.append(end_streams)
         return app
 
     # ----------------------------------------------------------------- lifecycle
@@ -214,8 +221,17 @@ class WhatsAppService:
     def wake(self) -> None:
         self._wake_event.set()
 
+    def stored(self, sha: str, doc: object) -> None:
+        """The webhook handler stored a body: process it from memory if the worker is running."""
+        if self._tasks:
+            self._fresh.append((sha, doc))
+        self.wake()
+
     async def process_now(self) -> int:
         async with self._process_lock:
+            if self._fresh:
+                batch = [self._fresh.popleft() for _ in range(min(len(self._fresh), self.ingestor.batch))]
+                return await self.ingestor.process_fresh(batch)
             return await self.ingestor.process_pending()
 
     async def _ingest_loop(self) -> None:

@@ -136,11 +136,11 @@ async def receive(request: web.Request) -> web.Response:
     if not isinstance(doc, dict):
         return _reject(400, "invalid_json", "JSON body must be an object", metrics)
     try:
-        await service.inbox.store(body)
+        sha = await service.inbox.store(body)
     except Exception:
         metrics.inc("webhook_store_failed")
         log.exception("could not store webhook body; answering 500 so Meta retries")
         return web.Response(status=500, text="not stored, retry")
     metrics.inc("webhook_accepted")
-    service.wake()
+    service.stored(sha, doc)
     return web.Response(text="OK")

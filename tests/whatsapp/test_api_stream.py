@@ -219,3 +219,15 @@ async def test_open_conversation_for_a_template(sidecar) -> None:
     assert body["conversation"]["window_open"] is False
     status, body = await sidecar.api("POST", "/api/conversations", ALICE, json={"wa_id": "abc"})
     assert status == 400
+
+
+async def test_a_client_that_leaves_is_unsubscribed_at_once(sidecar) -> None:
+    conn = await ws(sidecar, ALICE)
+    await conn.receive_json(timeout=3)
+    assert len(sidecar.service.hub.subscribers) == 1
+    await conn.close()
+    for _ in range(100):
+        if not sidecar.service.hub.subscribers:
+            break
+        await asyncio.sleep(0.01)
+    assert sidecar.service.hub.subscribers == set()  # no pump left waiting for the next frame
