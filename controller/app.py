@@ -40,11 +40,12 @@ class Controller:
         seed: int | None = None,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        info_headers: tuple[str, ...] = (),
     ) -> None:
         self.clock = clock or Clock()
         self.engine = Engine(setup, seed=seed)
         self.client = AriClient(ari_url, ari_user, ari_password, ari_app)
-        self.shell = Telephony(self.engine, self.client, self.clock)
+        self.shell = Telephony(self.engine, self.client, self.clock, info_headers=info_headers)
         self.stream = EventStream(
             self.client,
             self.shell.on_event,
@@ -63,6 +64,7 @@ class Controller:
             ari_user=settings.ari_user,
             ari_password=settings.require_ari_password(),
             ari_app=settings.ari_app,
+            info_headers=tuple(settings.info_headers),
             **kw,
         )
 

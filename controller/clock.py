@@ -19,6 +19,11 @@ class Clock:
             raise ValueError("clock speed must be > 0")
         self.speed = speed
         self._origin = time.monotonic()
+        self._wall_origin = time.time() - (time.monotonic() - self._origin)
+
+    def to_wall(self, at: float) -> float:
+        """Unix time at which clock time ``at`` happens (or happened), for people's screens."""
+        return self._wall_origin + at / self.speed
 
     def now(self) -> float:
         return (time.monotonic() - self._origin) * self.speed

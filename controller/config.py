@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -124,7 +125,56 @@ class Settings(BaseSettings):
     wa_relay_url: str = ""
     wa_relay_secret: SecretStr = SecretStr("")
     wa_orphan_ttl_hours: float = Field(72.0, gt=0, allow_inf_nan=False)
-    agent_tokens: SecretStr = SecretStr("")
+
+    # the agent panel (served by the controller at /)
+    panel_whatsapp_url: str = ""  # the sidecar as the agents' browsers reach it; "" = no chat pane
+    panel_language: str = "pt-BR"
+    crm_url: str = ""  # e.g. https://crm.example/api/customers?phone={caller_number}
+    crm_timeout: float = Field(2.0, gt=0, le=30, allow_inf_nan=False)
+    call_info_headers: str = ""  # SIP headers of the caller's INVITE shown on the offer card
+
+    @field_validator("panel_whatsapp_url")
+    @classmethod
+    def _panel_whatsapp_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise PydanticCustomError("acd", "an http:// or https:// URL (the sidecar as browsers reach it)")
+        return value.rstrip("/")
+
+    @field_validator("panel_language")
+    @classmethod
+    def _panel_language(cls, value: str) -> str:
+        if value not in ("pt-BR", "en"):
+            raise PydanticCustomError("acd", '"pt-BR" or "en"')
+        return value
+
+    @field_validator("crm_url")
+    @classmethod
+    def _crm_url(cls, value: str) -> str:
+        from controller.panel.crm import check_template
+
+        value = value.strip()
+        problem = check_template(value) if value else None
+        if problem:
+            raise PydanticCustomError("acd", "a URL template ({problem})", {"problem": problem})
+        return value
+
+    @field_validator("call_info_headers")
+    @classmethod
+    def _call_info_headers(cls, value: str) -> str:
+        names = [h.strip() for h in value.split(",") if h.strip()]
+        for name in names:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9\-]*", name):
+                raise PydanticCustomError(
+                    "acd", "comma-separated SIP header names such as X-Ticket,X-Customer-Id"
+                )
+        if len(names) > 10:
+            raise PydanticCustomError("acd", "at most 10 header names")
+        return ",".join(names)
+
+    @property
+    def info_headers(self) -> list[str]:
+        return [h for h in self.call_info_headers.split(",") if h]
 
     @field_validator("ari_url")
     @classmethod
@@ -154,17 +204,6 @@ class Settings(BaseSettings):
         if value.strip() and not value.strip().isdigit():
             raise PydanticCustomError("acd", "digits")
         return value.strip()
-
-    @field_validator("agent_tokens")
-    @classmethod
-    def _agent_tokens(cls, value: SecretStr) -> SecretStr:
-        from controller.whatsapp.auth import parse_agent_tokens
-
-        try:
-            parse_agent_tokens(value.get_secret_value())
-        except ValueError as exc:
-            raise PydanticCustomError("acd", "{reason}", {"reason": str(exc)}) from None
-        return value
 
     @field_validator("sidecar_host")
     @classmethod
@@ -223,10 +262,6 @@ class Settings(BaseSettings):
             self.wa_access_token.get_secret_value(),
             self.wa_relay_secret.get_secret_value(),
         ]
-        if self.agent_tokens.get_secret_value():
-            from controller.whatsapp.auth import parse_agent_tokens
-
-            values.extend(parse_agent_tokens(self.agent_tokens.get_secret_value()).values())
         match = _URL_CREDENTIALS.search(self.database_url)
         if match and match["pw"]:
             values.append(match["pw"])
@@ -271,7 +306,6 @@ _SETTING_EXPECT: dict[str, str] = {
     "wa_relay_url": "empty or an http:// or https:// URL",
     "wa_relay_secret": "a string",
     "wa_orphan_ttl_hours": "a number of hours > 0",
-    "agent_tokens": "agent=token pairs separated by commas, e.g. alice=tok-1234,bob=tok-5678",
 }
 
 
@@ -284,9 +318,26 @@ _SECRET_SETTINGS = frozenset(
         "wa_app_secret",
         "wa_access_token",
         "wa_relay_secret",
-        "agent_tokens",
     }
 )
+
+
+# Settings that existed in unreleased versions: naming them is an error that says what replaced them.
+_REMOVED_SETTINGS: dict[str, str] = {
+    "agent_tokens": "removed: give each agent a token_sha256 under [agents.ID] in the queue file "
+    "(ACD_CONFIG); the controller and the WhatsApp sidecar both read it",
+}
+
+
+def _removed_settings(env_file: str | Path | None) -> list[str]:
+    names = {k.upper() for k in os.environ}
+    if env_file is not None and Path(env_file).is_file():
+        names |= {k.upper() for k in dotenv_values(env_file)}
+    return [
+        f"settings: {ENV_PREFIX}{key.upper()}: {why}"
+        for key, why in _REMOVED_SETTINGS.items()
+        if f"{ENV_PREFIX}{key.upper()}" in names
+    ]
 
 
 def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
@@ -295,7 +346,7 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
     ``overrides`` (e.g. ``config=`` from ``--config``) beat the environment.
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    problems = _unknown_dotenv_keys(env_file)
+    problems = _removed_settings(env_file) + _unknown_dotenv_keys(env_file)
     try:
         settings = Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
@@ -328,6 +379,8 @@ def _unknown_dotenv_keys(env_file: str | Path | None) -> list[str]:
     problems = []
     for name in dotenv_values(env_file):
         key = name.upper()
+        if key.removeprefix(ENV_PREFIX).lower() in _REMOVED_SETTINGS:
+            continue  # reported by _removed_settings
         if key.startswith(ENV_PREFIX) and key.removeprefix(ENV_PREFIX).lower() not in _SETTING_EXPECT:
             close = difflib.get_close_matches(key.removeprefix(ENV_PREFIX).lower(), _SETTING_EXPECT, n=1)
             hint = f" (did you mean {ENV_PREFIX}{close[0].upper()}?)" if close else ""

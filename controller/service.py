@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -18,8 +19,12 @@ from aiohttp import web
 from controller.api.app import ApiContext, build_app, serve
 from controller.api.auth import Auth
 from controller.api.metrics import Metrics
+from controller.api.views import wall_for
 from controller.config import ConfigError, Settings, redact_url
 from controller.events import WebhookDeliverer
+from controller.panel.crm import CrmLookup
+from controller.panel.hub import PanelHub
+from controller.panel.routes import PanelConfig
 from controller.store import create_engine, is_sqlite
 from controller.store.migrate import current_revision, head_revision, upgrade
 from controller.store.queue_log import QueueLog
@@ -45,6 +50,7 @@ class Services:
         db: AsyncEngine | None = None,
         writer_options: dict | None = None,
         webhook_options: dict | None = None,
+        demo: bool = False,
     ) -> None:
         self.controller = controller
         self.settings = settings
@@ -57,12 +63,19 @@ class Services:
         self.metrics: Metrics | None = None
         self.runner: web.AppRunner | None = None
         self.url: str | None = None
+        self.panel: PanelHub | None = None
+        self.panel_config = PanelConfig(settings.panel_whatsapp_url, settings.panel_language, demo=demo)
+        self.app_hooks: list[Callable[[web.Application], None]] = []
         self._writer_options = writer_options or {}
         self._webhook_options = webhook_options or {}
 
     async def attach(self) -> None:
         """Open + migrate the database, start the writers. Call before ``controller.start()``."""
         s, c = self.settings, self.controller
+        # the panel's live stream hears every agent-facing command from the first one on
+        crm = CrmLookup(s.crm_url, s.crm_timeout) if s.crm_url else None
+        self.panel = PanelHub(c, wall_for(c.clock), crm=crm)
+        c.shell.listeners.append(self.panel.listener)
         if self.db is None:
             self.db = create_engine(s.database_url)
         await self._migrate()
@@ -124,6 +137,9 @@ class Services:
             writer=self.writer,
             metrics=self.metrics,
             service_level=self.settings.service_level,
+            panel=self.panel,
+            panel_config=self.panel_config,
+            app_hooks=list(self.app_hooks),
         )
 
     async def serve(self, host: str | None = None, port: int | None = None) -> str:
@@ -135,10 +151,14 @@ class Services:
         except OSError as exc:
             problem = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
             raise ConfigError(f"settings: ACD_HTTP_HOST/ACD_HTTP_PORT: {problem}") from None
-        log.info("HTTP API listening", extra={"url": self.url})
+        if self.panel is not None:
+            self.panel.start()
+        log.info("HTTP API and agent panel listening", extra={"url": self.url})
         return self.url
 
     async def close(self) -> None:
+        if self.panel is not None:
+            await self.panel.close()  # ends the open streams, so the runner need not wait for them
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None

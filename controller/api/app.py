@@ -23,14 +23,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.acd import events as ev
 from controller.acd.engine import LIVE_OFFER_STATES, CallState, OfferState, Presence
+from controller.api import views
 from controller.api.auth import Auth, AuthError, Principal
 from controller.api.errors import ApiError, errors_middleware
 from controller.api.metrics import CONTENT_TYPE, Metrics
 from controller.api.openapi import openapi_spec
+from controller.panel import routes as panel_routes
+from controller.panel.routes import PanelConfig
 from controller.store import reports
 
 if TYPE_CHECKING:
     from controller.app import Controller
+    from controller.panel.hub import PanelHub
     from controller.store.writer import HistoryWriter
 
 __all__ = ["ApiContext", "build_app", "serve"]
@@ -41,6 +45,7 @@ MAX_LIMIT = 500
 AGENT_ACTIONS = ("login", "logout", "pause", "ready")
 OFFER_ACTIONS = ("accept", "reject")
 CTX = web.AppKey("acd_api", "ApiContext")
+PANEL = web.AppKey("acd_panel", "PanelHub")
 PRINCIPAL = web.RequestKey("acd_principal", Principal)
 
 
@@ -53,20 +58,14 @@ class ApiContext:
     metrics: Metrics | None = None
     service_level: float = 20.0
     db_timeout: float = 2.0
+    panel: PanelHub | None = None
+    panel_config: PanelConfig = field(default_factory=PanelConfig)
+    app_hooks: list[Callable[[web.Application], None]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def wall(self, at: float | None) -> str | None:
-        """Engine clock time -> ISO UTC (same epoch as the store's)."""
-        if at is None:
-            return None
-        epoch = self.writer.epoch if self.writer is not None else _boot_epoch(self.controller)
-        return _iso(datetime.fromtimestamp(epoch + at, UTC))
-
-
-def _boot_epoch(controller: Controller) -> float:
-    import time as _time
-
-    return _time.time() - controller.clock.now()
+        """Engine clock time -> ISO UTC, as people read it (the demo's fast clock included)."""
+        return views.wall_for(self.controller.clock)(at)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -215,6 +214,22 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 @any_token
+async def me(request: web.Request) -> web.Response:
+    """Who this token is: the panel's first call after sign-in."""
+    principal: Principal = request[PRINCIPAL]
+    if principal.is_admin:
+        return reply({"role": "admin", "agent_id": None, "name": None})
+    agent = _ctx(request).controller.engine.agents.get(principal.agent_id or "")
+    if agent is None:
+        raise ApiError(
+            403,
+            "forbidden",
+            f"agent {principal.agent_id!r} has a token but is not in the queue file; ask the admin",
+        )
+    return reply({"role": "agent", "agent_id": agent.id, "name": agent.name})
+
+
+@any_token
 async def openapi(request: web.Request) -> web.Response:
     return reply(openapi_spec())
 
@@ -326,35 +341,7 @@ async def queues(request: web.Request) -> web.Response:
 
 
 def _agent_view(ctx: ApiContext, agent_id: str, stored: dict[str, Any] | None = None) -> dict[str, Any]:
-    engine = ctx.controller.engine
-    agent = engine.agents[agent_id]
-    offer = engine.offers.get(agent.live_offer) if agent.live_offer else None
-    view: dict[str, Any] = {
-        "id": agent.id,
-        "name": agent.name,
-        "endpoint": agent.endpoint,
-        "state": agent.status,
-        "presence": agent.presence.value,
-        "pause_reason": agent.pause_reason or None,
-        "reachable": agent.reachable,
-        "misses": agent.misses,
-        "calls_taken": agent.calls_taken,
-        "queues": dict(agent.penalties),
-        "call": agent.call,
-        "offer": None,
-    }
-    if offer is not None:
-        call = engine.calls.get(offer.call_id)
-        view["offer"] = {
-            "id": offer.id,
-            "call": offer.call_id,
-            "state": offer.state.value,
-            "queue": call.queue if call else None,
-            "caller_number": call.caller_number if call else None,
-            "caller_name": call.caller_name if call else None,
-            "started_at": ctx.wall(offer.started_at),
-            "expires_at": ctx.wall(offer.ring_deadline),
-        }
+    view = views.agent_view(ctx.controller.engine, agent_id, ctx.wall)
     if stored is not None:
         view["last_call_end"] = stored.get("last_call_end")
     return view
@@ -507,7 +494,20 @@ def build_app(ctx: ApiContext) -> web.Application:
     r.add_get("/api/agents/{agent_id}", get_agent)
     r.add_post("/api/agents/{agent_id}/{action}", agent_action)
     r.add_post("/api/offers/{offer_id}/{action}", offer_action)
+    r.add_get("/api/me", me)
+    if ctx.panel is not None:
+        app[PANEL] = ctx.panel
+        panel_routes.add_routes(app, ctx.panel_config, PANEL, lambda header: _identify(ctx, header))
+    for hook in ctx.app_hooks:
+        hook(app)
     return app
+
+
+def _identify(ctx: ApiContext, authorization: str | None) -> Principal:
+    try:
+        return ctx.auth.identify(authorization)
+    except AuthError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
 
 
 async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:

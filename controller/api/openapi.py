@@ -114,13 +114,48 @@ def openapi_spec() -> dict[str, Any]:
                         "calls_taken": {"type": "integer"},
                         "queues": {"type": "object"},
                         "call": {"type": ["string", "null"]},
-                        "offer": {"type": ["object", "null"]},
+                        "wrapup_until": {"type": ["string", "null"], "format": "date-time"},
+                        "offer": {"type": ["object", "null"], "description": "offer card, see docs/panel.md"},
                         "last_call_end": {"type": ["string", "null"], "format": "date-time"},
                     },
                 },
             },
         },
         "paths": {
+            "/": {"get": {"summary": "The agent panel (HTML page; no token needed to load it)",
+                          "responses": {"200": {"description": "text/html"}}}},
+            "/panel/config.json": {
+                "get": {
+                    "summary": "What the panel page needs: the WhatsApp sidecar's URL, language, demo mode",
+                    "responses": {"200": _resp("panel settings", _OBJ)},
+                }
+            },
+            "/panel/{name}": {
+                "get": {
+                    "summary": "The panel's static files (CSS, JavaScript)",
+                    "parameters": [_p("name", "file name such as panel.js")],
+                    "responses": {"200": {"description": "the file"}, **_errors(404)},
+                }
+            },
+            "/api/me": {
+                "get": {
+                    "summary": "Who the token belongs to: admin, or an agent (id, name)",
+                    "security": admin,
+                    "responses": {"200": _resp("the principal", _OBJ), **_errors(401, 403)},
+                }
+            },
+            "/api/agents/{agent_id}/stream": {
+                "get": {
+                    "summary": "WebSocket: the agent's live state, offer cards and call (token in ?token=);"
+                    " frames in docs/panel.md",
+                    "security": admin,
+                    "parameters": [
+                        _p("agent_id", "agent id from the queue file"),
+                        {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
+                    ],
+                    "responses": {"101": {"description": "switching to WebSocket"}, **_errors(401, 403, 404)},
+                }
+            },
             "/healthz": {
                 "get": {
                     "summary": "ARI connected and database reachable (no token needed)",

@@ -18,7 +18,7 @@ import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from controller.acd import commands as cmd
@@ -67,6 +67,9 @@ class Leg:
     ended: bool = False
 
 
+INFO_HEADER_TIMEOUT = 1.0  # s: a caller never waits longer than this for the card's extra info
+
+
 @dataclass(slots=True)
 class CallChannels:
     """The customer's channel and the bridges made for it."""
@@ -93,8 +96,17 @@ class Reactions:
 class Telephony:
     """Turns ARI events into engine events and engine commands into ARI requests and timers."""
 
-    def __init__(self, engine: Engine, client: AriClient, clock: Clock, *, app: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        client: AriClient,
+        clock: Clock,
+        *,
+        app: str | None = None,
+        info_headers: tuple[str, ...] = (),
+    ) -> None:
         self.engine = engine
+        self.info_headers = tuple(info_headers)  # SIP headers of the caller's INVITE for the offer card
         self.client = client
         self.clock = clock
         self.app = app or client.app
@@ -364,7 +376,7 @@ class Telephony:
                 queue,
                 extra={"call": channel.id, "queue": queue},
             )
-        self.calls[channel.id] = CallChannels(channel.id)
+        chans = self.calls[channel.id] = CallChannels(channel.id)
         arrived = ev.CallArrived(
             channel.id,
             queue,
@@ -372,7 +384,33 @@ class Telephony:
             caller_name=channel.caller.name,
             priority=priority,
         )
-        self._timed(channel.id, "dial", arrived)
+        if self.info_headers and queue in self.engine.setup.queues:
+            self.lanes.submit(f"call:{channel.id}", lambda: self._arrive_with_info(chans, arrived))
+        else:
+            self._timed(channel.id, "dial", arrived)
+
+    async def _arrive_with_info(self, chans: CallChannels, arrived: ev.CallArrived) -> None:
+        """Read the configured SIP headers of the caller's INVITE, then queue the call with them."""
+        info = await self._read_headers(chans.call_id)
+        if chans.gone:
+            # The caller left while we read: the engine never heard of this call, nothing to undo.
+            self.stats["left_before_queued"] += 1
+            return
+        self._timed(chans.call_id, "dial", replace(arrived, info=info))
+
+    async def _read_headers(self, channel_id: str) -> dict[str, str]:
+        async def one(header: str) -> tuple[str, str | None]:
+            try:
+                async with asyncio.timeout(INFO_HEADER_TIMEOUT):
+                    value = await self.client.get_variable(channel_id, f"PJSIP_HEADER(read,{header})")
+            except (AriError, TimeoutError) as exc:
+                self.stats["info_header_unread"] += 1
+                log.debug("could not read SIP header %s: %s", header, exc, extra={"call": channel_id})
+                return header, None
+            return header, value
+
+        found = await asyncio.gather(*(one(h) for h in self.info_headers))
+        return {h: v[:200] for h, v in found if v}
 
     def _on_stasis_end(self, e: ari.StasisEnd) -> None:
         chans = self.calls.get(e.channel.id)

@@ -1,0 +1,144 @@
+"""HTTP side of the panel: the page and its assets, its config, and the agent's live stream.
+
+The page is static (``static/``): no build step, nothing fetched from the internet. It is served
+with a strict Content-Security-Policy; the only other origin it may talk to is the WhatsApp
+sidecar named in ``/panel/config.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from controller.api.errors import ApiError
+
+if TYPE_CHECKING:
+    from controller.panel.hub import PanelHub
+
+__all__ = ["PanelConfig", "add_routes"]
+
+log = logging.getLogger("controller.panel")
+
+_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+
+
+class PanelConfig:
+    """What the page needs to know at start: where the sidecar is, the default language, demo mode."""
+
+    def __init__(self, whatsapp_url: str = "", language: str = "pt-BR", demo: bool = False) -> None:
+        self.whatsapp_url = whatsapp_url.rstrip("/")
+        self.language = language
+        self.demo = demo
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"whatsapp_url": self.whatsapp_url or None, "language": self.language, "demo": self.demo}
+
+    def csp(self) -> str:
+        connect = ["'self'"]
+        if self.whatsapp_url:
+            parts = urlsplit(self.whatsapp_url)
+            origin = f"{parts.scheme}://{parts.netloc}"
+            ws = origin.replace("http", "ws", 1)
+            connect += [origin, ws]
+        return (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"connect-src {' '.join(connect)}; frame-ancestors 'none'; base-uri 'none'"
+        )
+
+
+def _static(name: str) -> bytes | None:
+    try:
+        return (resources.files("controller.panel") / "static" / name).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def add_routes(app: web.Application, config: PanelConfig, hub_key: web.AppKey, identify: Any) -> None:
+    """Mount the panel on the API's app. ``identify(authorization) -> Principal`` (raises ApiError)."""
+
+    def page(name: str) -> web.Response:
+        suffix = name[name.rfind(".") :] if "." in name else ""
+        body = _static(name) if suffix in _TYPES and "/" not in name and not name.startswith(".") else None
+        if body is None:
+            raise ApiError(404, "not_found", f"no panel file {name!r}")
+        return web.Response(
+            body=body,
+            content_type=_TYPES[suffix],
+            charset="utf-8",
+            headers={
+                "Content-Security-Policy": config.csp(),
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-cache",
+            },
+        )
+
+    async def index(request: web.Request) -> web.Response:
+        return page("index.html")
+
+    async def asset(request: web.Request) -> web.Response:
+        return page(request.match_info["name"])
+
+    async def panel_config(request: web.Request) -> web.Response:
+        return web.json_response(config.as_dict(), headers={"Cache-Control": "no-cache"})
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        """The agent's live state as JSON frames (see docs/panel.md); token in ``?token=``."""
+        agent_id = request.match_info["agent_id"]
+        token = request.query.get("token", "")
+        header = request.headers.get("Authorization") or (f"Bearer {token}" if token else None)
+        principal = identify(header)
+        if not principal.may_act_for(agent_id):
+            raise ApiError(403, "forbidden", "an agent token may only watch its own agent")
+        hub: PanelHub = request.app[hub_key]
+        if agent_id not in hub.engine.agents:
+            raise ApiError(404, "not_found", f"no agent {agent_id!r}")
+        origin = request.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc != request.host:
+            # a page on another site must not read an agent's calls with a token it stole from the URL
+            problem = f"WebSocket from origin {origin!r} refused: open the panel itself"
+            raise ApiError(403, "forbidden", problem)
+        ws = web.WebSocketResponse(heartbeat=20)
+        await ws.prepare(request)
+        feed = hub.subscribe(agent_id)
+        log.info("panel connected", extra={"agent": agent_id, "connections": hub.connections})
+
+        async def reader() -> None:
+            async for msg in ws:
+                if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                    break
+
+        async def pump() -> None:
+            while True:
+                frame = await feed.queue.get()
+                if frame is None:
+                    return
+                await ws.send_str(json.dumps(frame, separators=(",", ":"), ensure_ascii=False))
+
+        tasks = [asyncio.create_task(reader()), asyncio.create_task(pump())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+                    await task
+            hub.unsubscribe(feed)
+            if not ws.closed:
+                await ws.close()
+            log.info("panel disconnected", extra={"agent": agent_id, "connections": hub.connections})
+        return ws
+
+    r = app.router
+    r.add_get("/", index)
+    r.add_get("/panel/config.json", panel_config)
+    r.add_get("/panel/{name}", asset)
+    r.add_get("/api/agents/{agent_id}/stream", stream)
