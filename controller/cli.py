@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     logging_options(demo)
 
     sidecar = sub.add_parser("sidecar", help="run the WhatsApp sidecar (webhook, agent API and stream)")
+    sidecar.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="queue/agent TOML file with the agents' token_sha256 (default: ACD_CONFIG)",
+    )
     logging_options(sidecar)
 
     db = sub.add_parser("db", help="database maintenance")
@@ -280,9 +286,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_sidecar(args: argparse.Namespace) -> int:
     settings = _settings(args)
     setup_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
-    from controller.whatsapp.service import run_sidecar
+    from controller.whatsapp.service import WhatsAppConfig, run_sidecar
 
-    return _finish(run_sidecar(settings))
+    config = WhatsAppConfig.from_settings(settings)  # the queue file's token hashes; ConfigError -> 2
+    return _finish(run_sidecar(config))
 
 
 async def _db_upgrade(settings: Settings) -> int:

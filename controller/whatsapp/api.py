@@ -73,7 +73,7 @@ async def _body(request: web.Request) -> Any:
 
 
 def _visible_filter(service: Any, principal: Principal):  # noqa: ANN202 - SQL expression
-    if principal.admin:
+    if principal.is_admin:
         return None
     mine = CV.c.assigned_agent == principal.agent_id
     if principal.agent_id in service.auth.team:
@@ -180,7 +180,7 @@ async def send(request: web.Request) -> web.Response:
 async def assign(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     principal = principal_of(request)
-    if not principal.admin:
+    if not principal.is_admin:
         return _error(403, "only the admin token can assign conversations")
     body = await _body(request)
     agent = body.get("agent") if isinstance(body, dict) else None

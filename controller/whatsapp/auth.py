@@ -1,89 +1,77 @@
-"""Minimal bearer-token auth for the sidecar's API and stream, until the API issue brings real auth.
+"""Who may use the sidecar's API and stream, and which conversations each caller sees.
 
-Tokens come from settings: ``ACD_ADMIN_TOKEN`` and ``ACD_AGENT_TOKENS`` (``alice=tok1,bob=tok2``).
-Only SHA-256 digests are kept in memory and compared in constant time. Visibility rule: an
-agent sees conversations assigned to it, plus unassigned ones if it is in the channel's team
-(``ACD_WA_TEAM``, comma-separated agent ids; empty = every agent with a token). The admin
-sees everything. Swap :class:`TokenAuth` for the API issue's authenticator by keeping
-``authenticate(token) -> Principal | None`` and ``can_see``.
+Identity is the controller's: :class:`controller.api.auth.Auth` checks ``ACD_ADMIN_TOKEN`` and the
+agents' tokens, configured once as SHA-256 digests (``token_sha256`` under ``[agents.ID]`` in the
+queue file), so an agent signs in to the panel, the controller's API and the sidecar with the
+same token. This module only adds the sidecar's visibility rule on top: an agent sees the
+conversations assigned to it, plus unassigned ones if it is in the channel's team
+(``ACD_WA_TEAM``; empty = every agent with a token). The admin sees everything.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
-__all__ = ["Principal", "TokenAuth", "parse_agent_tokens"]
+from controller.api.auth import Auth, AuthError, Principal, hash_token
+
+__all__ = ["AuthError", "Principal", "SidecarAuth", "hash_token", "label", "validate_token_hashes"]
 
 _AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    agent_id: str | None  # None for the admin
-    admin: bool = False
-
-    @property
-    def label(self) -> str:
-        return "admin" if self.admin else f"agent:{self.agent_id}"
-
-
-def parse_agent_tokens(text: str) -> dict[str, str]:
-    """``alice=tok1,bob=tok2`` -> {"alice": "tok1", ...}; ValueError naming the agent, never the token."""
-    tokens: dict[str, str] = {}
-    for i, part in enumerate(p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        agent, sep, token = part.partition("=")
-        agent, token = agent.strip(), token.strip()
-        if not sep or not _AGENT_ID.match(agent):
-            raise ValueError(f"entry {i + 1}: expected agent=token, agent id of letters, digits, _ - .")
-        if len(token) < 8:
-            raise ValueError(f"agent {agent}: token must be at least 8 characters")
-        if agent in tokens:
-            raise ValueError(f"agent {agent}: listed twice")
-        tokens[agent] = token
-    return tokens
+def validate_token_hashes(hashes: Mapping[str, str]) -> dict[str, str]:
+    """agent id -> lower-case hex SHA-256; ValueError naming the agent (never the value)."""
+    out: dict[str, str] = {}
+    for agent, digest in hashes.items():
+        if not isinstance(agent, str) or not _AGENT_ID.match(agent):
+            raise ValueError(f"agent id {agent!r}: must be letters, digits, '_', '-' or '.'")
+        if not isinstance(digest, str) or not _HEX64.match(digest.strip()):
+            raise ValueError(f"agent {agent}: token hash must be 64 hex digits (the token's SHA-256)")
+        out[agent] = digest.strip().lower()
+    return out
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
+def label(principal: Principal) -> str:
+    """``admin`` or ``agent:<id>``, for logs."""
+    return "admin" if principal.is_admin else f"agent:{principal.agent_id}"
 
 
-class TokenAuth:
+class SidecarAuth:
+    """:class:`Auth` (the product's one token check) plus the sidecar's visibility rule."""
+
     def __init__(
         self,
         admin_token: str = "",
-        agent_tokens: Mapping[str, str] | None = None,
+        agent_token_hashes: Mapping[str, str] | None = None,
         team: Iterable[str] | None = None,
     ) -> None:
-        self._admin = _digest(admin_token) if admin_token else None
-        self._agents = [(agent, _digest(tok)) for agent, tok in (agent_tokens or {}).items()]
+        hashes = validate_token_hashes(agent_token_hashes or {})
+        self._auth = Auth(admin_token, hashes)
+        self.agents: list[str] = list(hashes)
         team_set = frozenset(t for t in (team or ()) if t)
-        self.team: frozenset[str] = team_set or frozenset(a for a, _ in self._agents)
+        self.team: frozenset[str] = team_set or frozenset(self.agents)
 
     @property
-    def agents(self) -> list[str]:
-        return [a for a, _ in self._agents]
+    def configured(self) -> bool:
+        return self._auth.configured
+
+    def identify(self, authorization: str | None) -> Principal:
+        """The caller for an ``Authorization`` header value, or :class:`AuthError` (401)."""
+        return self._auth.identify(authorization)
 
     def authenticate(self, token: str | None) -> Principal | None:
+        """The caller for a bare token (``?token=`` on streams), or None."""
         if not token:
             return None
-        digest = _digest(token)
-        found: Principal | None = None
-        # Compare against every digest so timing doesn't reveal which one matched.
-        if self._admin is not None and hmac.compare_digest(digest, self._admin):
-            found = Principal(None, admin=True)
-        for agent, expected in self._agents:
-            if hmac.compare_digest(digest, expected) and found is None:
-                found = Principal(agent)
-        return found
+        try:
+            return self._auth.identify(f"Bearer {token}")
+        except AuthError:
+            return None
 
     def can_see(self, principal: Principal, assigned_agent: str | None) -> bool:
-        if principal.admin:
+        if principal.is_admin:
             return True
         if assigned_agent is None:
             return principal.agent_id in self.team

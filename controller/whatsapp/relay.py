@@ -27,7 +27,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.whatsapp.appkey import SERVICE
-from controller.whatsapp.auth import Principal, TokenAuth
+from controller.whatsapp.auth import AuthError, Principal, SidecarAuth, label
 from controller.whatsapp.metrics import Counters
 from controller.whatsapp.models import Change, Counter
 
@@ -42,9 +42,9 @@ _QUEUE_LIMIT = 20_000
 _REPLAY_PAGE = 1000
 
 
-def visible(auth: TokenAuth, principal: Principal, frame: dict) -> bool:
+def visible(auth: SidecarAuth, principal: Principal, frame: dict) -> bool:
     """Who gets a frame: alerts go to everyone; chat frames follow the conversation's visibility."""
-    if principal.admin or frame["type"] == "alert":
+    if principal.is_admin or frame["type"] == "alert":
         return True
     if auth.can_see(principal, frame.get("assigned_agent")):
         return True
@@ -72,7 +72,7 @@ class Subscriber:
 class Hub:
     """In-process fan-out of committed frames to connected agents."""
 
-    def __init__(self, auth: TokenAuth, metrics: Counters | None = None) -> None:
+    def __init__(self, auth: SidecarAuth, metrics: Counters | None = None) -> None:
         self.auth = auth
         self.metrics = metrics or Counters()
         self.subscribers: set[Subscriber] = set()
@@ -103,7 +103,7 @@ class Hub:
 
 
 async def replay(
-    engine: AsyncEngine, auth: TokenAuth, principal: Principal, after: int
+    engine: AsyncEngine, auth: SidecarAuth, principal: Principal, after: int
 ) -> AsyncIterator[dict]:
     """Visible changes after ``after`` from the durable change log, in cursor order."""
     while True:
@@ -175,16 +175,15 @@ def _after(request: web.Request) -> int | None:
 def principal_of(request: web.Request, *, allow_query: bool = False) -> Principal:
     """The caller, from ``Authorization: Bearer`` (or ``?token=`` on streams, for browsers)."""
     service = request.app[SERVICE]
-    auth: TokenAuth = service.auth
-    header = request.headers.get("Authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else None
-    if token is None and allow_query:
-        token = request.query.get("token")
-    principal = auth.authenticate(token)
-    if principal is None:
+    auth: SidecarAuth = service.auth
+    header = request.headers.get("Authorization")
+    if not header and allow_query and request.query.get("token"):
+        header = f"Bearer {request.query['token']}"
+    try:
+        return auth.identify(header)
+    except AuthError as exc:
         service.metrics.inc("api_rejected", reason="auth")
-        raise web.HTTPUnauthorized(text="missing or unknown token", headers={"WWW-Authenticate": "Bearer"})
-    return principal
+        raise web.HTTPUnauthorized(text=exc.message, headers={"WWW-Authenticate": "Bearer"}) from None
 
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
@@ -196,7 +195,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     engine: AsyncEngine = service.engine
     hub: Hub = service.hub
     service.metrics.inc("stream_connections", kind="ws")
-    log.info("stream connected", extra={"who": principal.label, "after": after, "kind": "ws"})
+    log.info("stream connected", extra={"who": label(principal), "after": after, "kind": "ws"})
 
     async def reader() -> None:
         async for msg in ws:
@@ -222,7 +221,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
                 await task
         if not ws.closed:
             await ws.close()
-        log.info("stream closed", extra={"who": principal.label, "kind": "ws"})
+        log.info("stream closed", extra={"who": label(principal), "kind": "ws"})
     return ws
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from controller.whatsapp.auth import Principal, TokenAuth
+from controller.whatsapp.auth import Principal, SidecarAuth
 from controller.whatsapp.changes import ChangeLog, Unit, message_view
 from controller.whatsapp.chat import MetaError, StatusUpdate, window_open
 from controller.whatsapp.errors import WINDOW_CLOSED_CODE, RetryClass, backoff_seconds, retry_class
@@ -82,7 +82,7 @@ class Sender:
         self,
         changelog: ChangeLog,
         graph: GraphClient | None,
-        auth: TokenAuth,
+        auth: SidecarAuth,
         metrics: Counters,
         *,
         phone_number_id: str = "",

@@ -12,19 +12,20 @@ import logging
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import httpx
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from controller.config import load_agent_tokens, load_setup
 from controller.store import create_engine, current_revision, is_sqlite, upgrade
 from controller.store.migrate import head_revision
 from controller.whatsapp import api, relay, webhook
 from controller.whatsapp.appkey import SERVICE
-from controller.whatsapp.auth import TokenAuth, parse_agent_tokens
+from controller.whatsapp.auth import SidecarAuth, hash_token, validate_token_hashes
 from controller.whatsapp.changes import ChangeLog
 from controller.whatsapp.graph import DEFAULT_GRAPH_URL, GraphClient
 from controller.whatsapp.ingest import Ingestor
@@ -45,7 +46,12 @@ class MigrationNeeded(Exception):
 
 @dataclass
 class WhatsAppConfig:
-    """Everything the sidecar needs, decoupled from pydantic Settings (tests build it directly)."""
+    """Everything the sidecar needs, decoupled from pydantic Settings (tests build it directly).
+
+    Agents' tokens are SHA-256 digests (``agent_token_hashes``, as ``token_sha256`` in the queue
+    file); ``agent_tokens=`` (plain tokens) is a convenience for tests and demos: they are hashed
+    here and only the digests are kept.
+    """
 
     database_url: str = "sqlite+aiosqlite:///./data/acd.sqlite3"
     host: str = "127.0.0.1"
@@ -56,15 +62,32 @@ class WhatsAppConfig:
     phone_number_id: str = ""
     graph_url: str = DEFAULT_GRAPH_URL
     admin_token: str = ""
-    agent_tokens: dict[str, str] = field(default_factory=dict)
+    agent_token_hashes: dict[str, str] = field(default_factory=dict)
     team: list[str] = field(default_factory=list)
     relay_url: str = ""
     relay_secret: str = ""
     orphan_ttl_hours: float = 72.0
     send_timeout: float = 15.0
+    agent_tokens: InitVar[Mapping[str, str] | None] = None
+
+    def __post_init__(self, agent_tokens: Mapping[str, str] | None) -> None:
+        hashes = dict(self.agent_token_hashes)
+        for agent, token in (agent_tokens or {}).items():
+            hashes[agent] = hash_token(token)
+        self.agent_token_hashes = validate_token_hashes(hashes)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> WhatsAppConfig:
+    def from_settings(
+        cls, settings: Any, *, agent_token_hashes: Mapping[str, str] | None = None
+    ) -> WhatsAppConfig:
+        """The sidecar's config from Settings and the queue file (``settings.config``).
+
+        The agents' token hashes come from ``token_sha256`` in the same queue file the controller
+        reads (validated whole, like ``acdctl run`` does); ConfigError when it is missing or wrong.
+        """
+        if agent_token_hashes is None:
+            load_setup(settings.config)
+            agent_token_hashes = load_agent_tokens(settings.config)
         return cls(
             database_url=settings.database_url,
             host=settings.sidecar_host,
@@ -75,7 +98,7 @@ class WhatsAppConfig:
             phone_number_id=settings.wa_phone_number_id,
             graph_url=settings.wa_graph_url,
             admin_token=settings.admin_token.get_secret_value(),
-            agent_tokens=parse_agent_tokens(settings.agent_tokens.get_secret_value()),
+            agent_token_hashes=dict(agent_token_hashes),
             team=[t.strip() for t in settings.wa_team.split(",") if t.strip()],
             relay_url=settings.wa_relay_url,
             relay_secret=settings.wa_relay_secret.get_secret_value(),
@@ -91,8 +114,17 @@ class WhatsAppConfig:
             out.append("ACD_WA_VERIFY_TOKEN is not set: Meta's webhook verification will fail")
         if not self.access_token or not self.phone_number_id:
             out.append("ACD_WA_ACCESS_TOKEN / ACD_WA_PHONE_NUMBER_ID not set: agents cannot send")
-        if not self.agent_tokens and not self.admin_token:
-            out.append("no ACD_AGENT_TOKENS / ACD_ADMIN_TOKEN: nobody can use the API or the stream")
+        if not self.agent_token_hashes and not self.admin_token:
+            out.append(
+                "no agent has token_sha256 in the queue file and ACD_ADMIN_TOKEN is not set: "
+                "nobody can use the API or the stream"
+            )
+        unknown = [t for t in self.team if t not in self.agent_token_hashes]
+        if unknown:
+            out.append(
+                f"ACD_WA_TEAM lists {', '.join(unknown)} without a token_sha256 in the queue file: "
+                "they cannot sign in"
+            )
         return out
 
 
@@ -114,7 +146,7 @@ class WhatsAppService:
         self.engine = engine or create_engine(config.database_url)
         self._own_engine = engine is None
         self.metrics = Counters()
-        self.auth = TokenAuth(config.admin_token, config.agent_tokens, config.team)
+        self.auth = SidecarAuth(config.admin_token, config.agent_token_hashes, config.team)
         self.hub = Hub(self.auth, self.metrics)
         self.changelog = ChangeLog(self.engine, self.hub, clock)
         self.ingestor = Ingestor(
@@ -269,9 +301,10 @@ class WhatsAppService:
                 return
 
 
-async def run_sidecar(settings: Any) -> int:
-    """``acdctl sidecar``: serve until SIGINT/SIGTERM."""
-    config = WhatsAppConfig.from_settings(settings)
+async def run_sidecar(config: WhatsAppConfig | Any) -> int:
+    """``acdctl sidecar``: serve until SIGINT/SIGTERM (``config``: a WhatsAppConfig, or Settings)."""
+    if not isinstance(config, WhatsAppConfig):
+        config = WhatsAppConfig.from_settings(config)
     service = WhatsAppService(config)
     try:
         await service.start()

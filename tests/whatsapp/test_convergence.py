@@ -141,7 +141,7 @@ async def final_chat(engine, events: list[tuple]) -> list:
                         conv = await u.conversation_for(PNID, MARIA, wa_id=MARIA)
                     clock.now = T0 + 50.5 + j  # send times are fixed: the agent's clock
                     code, _ = await service.sender.submit(
-                        Principal("alice"),
+                        Principal("agent", "alice"),
                         conv["id"],
                         {"type": "template", "template": {"name": "t", "language": "pt_BR"}},
                     )
