@@ -125,6 +125,7 @@ class Settings(BaseSettings):
     wa_relay_url: str = ""
     wa_relay_secret: SecretStr = SecretStr("")
     wa_orphan_ttl_hours: float = Field(72.0, gt=0, allow_inf_nan=False)
+    sidecar_cors_origins: str = ""  # the panel's origins (browsers calling the sidecar), comma-separated
 
     # the agent panel (served by the controller at /)
     panel_whatsapp_url: str = ""  # the sidecar as the agents' browsers reach it; "" = no chat pane
@@ -204,6 +205,16 @@ class Settings(BaseSettings):
         if value.strip() and not value.strip().isdigit():
             raise PydanticCustomError("acd", "digits")
         return value.strip()
+
+    @field_validator("sidecar_cors_origins")
+    @classmethod
+    def _sidecar_cors_origins(cls, value: str) -> str:
+        from controller.whatsapp.cors import parse_origins
+
+        try:
+            return ",".join(parse_origins(value))
+        except ValueError:
+            raise PydanticCustomError("acd", "exact origins") from None
 
     @field_validator("sidecar_host")
     @classmethod
@@ -306,6 +317,7 @@ _SETTING_EXPECT: dict[str, str] = {
     "wa_relay_url": "empty or an http:// or https:// URL",
     "wa_relay_secret": "a string",
     "wa_orphan_ttl_hours": "a number of hours > 0",
+    "sidecar_cors_origins": "comma-separated exact origins such as http://127.0.0.1:8080 (empty = no CORS)",
 }
 
 

@@ -8,6 +8,7 @@ continues exactly where the history ended.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -23,7 +24,7 @@ from controller.whatsapp.models import ChannelAlert, Conversation, Message, Stat
 from controller.whatsapp.relay import principal_of
 from controller.whatsapp.sender import SendError
 
-__all__ = ["routes"]
+__all__ = ["json_errors", "routes"]
 
 log = logging.getLogger("controller.whatsapp.api")
 
@@ -41,6 +42,27 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _error(status: int, reason: str) -> web.Response:
     return _json({"error": reason}, status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Errors of the API as ``{"error": text}`` (what the panel shows); the webhook keeps plain text."""
+    if request.path.startswith("/webhooks/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or (exc.content_type or "").startswith("application/json"):
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k in ("WWW-Authenticate", "Allow")}
+        resp = _json({"error": exc.text or exc.reason}, exc.status)
+        resp.headers.update(headers)
+        return resp
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("API request failed", extra={"path": request.path, "method": request.method})
+        return _json({"error": "internal error; see the sidecar's log"}, 500)
 
 
 def _int_param(

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.whatsapp.appkey import SERVICE
 from controller.whatsapp.auth import AuthError, Principal, SidecarAuth, label
+from controller.whatsapp.cors import stream_origin_ok
 from controller.whatsapp.metrics import Counters
 from controller.whatsapp.models import Change, Counter
 
@@ -186,7 +187,20 @@ def principal_of(request: web.Request, *, allow_query: bool = False) -> Principa
         raise web.HTTPUnauthorized(text=exc.message, headers={"WWW-Authenticate": "Bearer"}) from None
 
 
+def _check_origin(request: web.Request) -> None:
+    """Refuse a browser page from a foreign site (cross-site WebSocket hijacking)."""
+    service = request.app[SERVICE]
+    if not stream_origin_ok(request, service.config.cors_origins):
+        service.metrics.inc("cors_refused", kind="stream")
+        log.warning(
+            "stream refused: browser Origin not allowed",
+            extra={"origin": request.headers.get("Origin", "")[:200], "path": request.path},
+        )
+        raise web.HTTPForbidden(text="this Origin may not open the stream (ACD_SIDECAR_CORS_ORIGINS)")
+
+
 async def ws_handler(request: web.Request) -> web.StreamResponse:
+    _check_origin(request)
     principal = principal_of(request, allow_query=True)
     after = _after(request)
     ws = web.WebSocketResponse(heartbeat=30)
@@ -226,6 +240,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
 
 
 async def sse_handler(request: web.Request) -> web.StreamResponse:
+    _check_origin(request)
     principal = principal_of(request, allow_query=True)
     after = _after(request)
     resp = web.StreamResponse(

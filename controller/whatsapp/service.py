@@ -27,6 +27,7 @@ from controller.whatsapp import api, relay, webhook
 from controller.whatsapp.appkey import SERVICE
 from controller.whatsapp.auth import SidecarAuth, hash_token, validate_token_hashes
 from controller.whatsapp.changes import ChangeLog
+from controller.whatsapp.cors import add_cors_headers, cors_middleware, parse_origins
 from controller.whatsapp.graph import DEFAULT_GRAPH_URL, GraphClient
 from controller.whatsapp.ingest import Ingestor
 from controller.whatsapp.metrics import Counters
@@ -68,6 +69,7 @@ class WhatsAppConfig:
     relay_secret: str = ""
     orphan_ttl_hours: float = 72.0
     send_timeout: float = 15.0
+    cors_origins: list[str] = field(default_factory=list)  # the panel's origins (exact)
     agent_tokens: InitVar[Mapping[str, str] | None] = None
 
     def __post_init__(self, agent_tokens: Mapping[str, str] | None) -> None:
@@ -75,6 +77,7 @@ class WhatsAppConfig:
         for agent, token in (agent_tokens or {}).items():
             hashes[agent] = hash_token(token)
         self.agent_token_hashes = validate_token_hashes(hashes)
+        self.cors_origins = parse_origins(self.cors_origins)
 
     @classmethod
     def from_settings(
@@ -103,6 +106,7 @@ class WhatsAppConfig:
             relay_url=settings.wa_relay_url,
             relay_secret=settings.wa_relay_secret.get_secret_value(),
             orphan_ttl_hours=settings.wa_orphan_ttl_hours,
+            cors_origins=parse_origins(settings.sidecar_cors_origins),
         )
 
     def problems(self) -> list[str]:
@@ -197,8 +201,19 @@ class WhatsAppService:
     # ----------------------------------------------------------------- app
 
     def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=webhook.MAX_BODY)
+        app = web.Application(
+            client_max_size=webhook.MAX_BODY,
+            middlewares=[
+                cors_middleware(
+                    self.config.cors_origins,
+                    lambda kind: self.metrics.inc("cors_refused", kind=kind),
+                ),
+                api.json_errors,
+            ],
+        )
         app[SERVICE] = self
+        if self.config.cors_origins:
+            app.on_response_prepare.append(add_cors_headers(self.config.cors_origins))
         app.router.add_get(WEBHOOK_PATH, webhook.verify)
         app.router.add_post(WEBHOOK_PATH, webhook.receive)
         app.router.add_get("/api/stream", relay.ws_handler)
