@@ -126,6 +126,7 @@ class Settings(BaseSettings):
     wa_relay_secret: SecretStr = SecretStr("")
     wa_orphan_ttl_hours: float = Field(72.0, gt=0, allow_inf_nan=False)
     sidecar_cors_origins: str = ""  # the panel's origins (browsers calling the sidecar), comma-separated
+    wa_templates_file: str = ""  # approved templates for the composer (JSON or TOML); checked at start
 
     # the agent panel (served by the controller at /)
     panel_whatsapp_url: str = ""  # the sidecar as the agents' browsers reach it; "" = no chat pane
@@ -215,6 +216,14 @@ class Settings(BaseSettings):
             return ",".join(parse_origins(value))
         except ValueError:
             raise PydanticCustomError("acd", "exact origins") from None
+
+    @field_validator("wa_templates_file")
+    @classmethod
+    def _wa_templates_file(cls, value: str) -> str:
+        value = value.strip()
+        if value and Path(value).suffix.lower() not in (".json", ".toml"):
+            raise PydanticCustomError("acd", "a .json or .toml file")
+        return value
 
     @field_validator("sidecar_host")
     @classmethod
@@ -318,6 +327,7 @@ _SETTING_EXPECT: dict[str, str] = {
     "wa_relay_secret": "a string",
     "wa_orphan_ttl_hours": "a number of hours > 0",
     "sidecar_cors_origins": "comma-separated exact origins such as http://127.0.0.1:8080 (empty = no CORS)",
+    "wa_templates_file": "the path of a .json or .toml file listing approved templates, or empty",
 }
 
 

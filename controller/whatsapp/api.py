@@ -240,6 +240,14 @@ async def status_history(request: web.Request) -> web.Response:
     return _json({"message": message_view(dict(row)), "history": items})
 
 
+@routes.get("/api/templates")
+async def templates(request: web.Request) -> web.Response:
+    """The approved templates (``ACD_WA_TEMPLATES_FILE``) for the composer, in the file's order."""
+    service = request.app[SERVICE]
+    principal_of(request)
+    return _json({"templates": [dict(t) for t in service.config.templates]})
+
+
 @routes.get("/api/alerts")
 async def alerts(request: web.Request) -> web.Response:
     service = request.app[SERVICE]

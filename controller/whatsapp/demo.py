@@ -48,6 +48,28 @@ CUSTOMERS = [
     ("5541966665555", "Ana Costa", "rate_limited_once"),  # 131056, then accepted
     ("5551955554444", "Carla Dias", "window_closed"),  # last wrote 26 h ago: free text refused
 ]
+# Approved templates (as the admin would list them in ACD_WA_TEMPLATES_FILE).
+TEMPLATES = [
+    {
+        "name": "atualizacao_pedido",
+        "language": "pt_BR",
+        "category": "UTILITY",
+        "body": "Olá! Seu pedido {{1}} foi atualizado. Acompanhe a entrega pelo link enviado por e-mail.",
+    },
+    {
+        "name": "retomar_atendimento",
+        "language": "pt_BR",
+        "category": "UTILITY",
+        "body": "Olá, {{1}}! Podemos continuar o seu atendimento? Responda esta mensagem para falar com a "
+        "nossa equipe.",
+    },
+    {
+        "name": "promo_semana",
+        "language": "pt_BR",
+        "category": "MARKETING",
+        "body": "Só esta semana: {{1}}% de desconto em toda a loja. Responda SAIR para não receber ofertas.",
+    },
+]
 LINES = ["Oi, meu pedido ainda não chegou", "Qual o prazo de entrega?", "Obrigado!", "Podem me ligar?"]
 REPLIES = ["Oi! Vou verificar agora.", "O pedido sai hoje.", "Posso ajudar em algo mais?"]
 
@@ -222,6 +244,7 @@ async def start_demo_sidecar(
         graph_url="https://graph.facebook.invalid/v24.0",
         admin_token=ADMIN_TOKEN,
         agent_tokens=dict(AGENT_TOKENS),
+        templates=TEMPLATES,
     )
     rng = random.Random(seed)
     holder: dict[str, _FakeMeta] = {}

@@ -33,6 +33,7 @@ from controller.whatsapp.ingest import Ingestor
 from controller.whatsapp.metrics import Counters
 from controller.whatsapp.relay import Forwarder, Hub
 from controller.whatsapp.sender import Sender
+from controller.whatsapp.templates import check_templates, load_templates
 
 __all__ = ["WEBHOOK_PATH", "WhatsAppConfig", "WhatsAppService", "run_sidecar"]
 
@@ -70,6 +71,7 @@ class WhatsAppConfig:
     orphan_ttl_hours: float = 72.0
     send_timeout: float = 15.0
     cors_origins: list[str] = field(default_factory=list)  # the panel's origins (exact)
+    templates: list[dict] = field(default_factory=list)  # approved templates: name, language, category, body
     agent_tokens: InitVar[Mapping[str, str] | None] = None
 
     def __post_init__(self, agent_tokens: Mapping[str, str] | None) -> None:
@@ -78,6 +80,7 @@ class WhatsAppConfig:
             hashes[agent] = hash_token(token)
         self.agent_token_hashes = validate_token_hashes(hashes)
         self.cors_origins = parse_origins(self.cors_origins)
+        self.templates = check_templates(self.templates, "WhatsAppConfig.templates")
 
     @classmethod
     def from_settings(
@@ -107,6 +110,7 @@ class WhatsAppConfig:
             relay_secret=settings.wa_relay_secret.get_secret_value(),
             orphan_ttl_hours=settings.wa_orphan_ttl_hours,
             cors_origins=parse_origins(settings.sidecar_cors_origins),
+            templates=load_templates(settings.wa_templates_file) if settings.wa_templates_file else [],
         )
 
     def problems(self) -> list[str]:
