@@ -218,13 +218,13 @@ class Stream {
     this.ws = ws;
     let opened = false;
     ws.onopen = () => {
+      // Both servers refuse a bad token during the handshake, so an open socket is a good one.
       opened = true;
+      this.failures = 0;
       this.onOpen?.();
+      this.onStatus("connected");
     };
     ws.onmessage = (event) => {
-      // Count the connection as good only once the server really talks to us.
-      if (this.failures) this.failures = 0;
-      this.onStatus("connected");
       let frame;
       try {
         frame = JSON.parse(event.data);
@@ -235,8 +235,8 @@ class Stream {
     };
     ws.onclose = () => {
       this.ws = null;
-      if (!opened) this.failures += 1;
-      else this.failures = Math.max(this.failures, 1);
+      // A socket that opened and then dropped retries quickly; refused attempts back off.
+      this.failures = opened ? 1 : this.failures + 1;
       this.retry();
     };
   }
@@ -767,7 +767,8 @@ function fillCrm(card, crm) {
     );
     box.removeAttribute("aria-busy");
   } else if (status === "error") {
-    body.replaceChildren(h("p", { class: "form-error", text: t("offer.crm_error", { error: crm.error || "" }) }));
+    const text = crm.error ? t("offer.crm_error", { error: crm.error }) : t("offer.crm_error_plain");
+    body.replaceChildren(h("p", { class: "form-error", text }));
     box.removeAttribute("aria-busy");
   } else {
     body.replaceChildren();
@@ -1187,7 +1188,7 @@ function placeMessageElement(message, index) {
 }
 
 const TICKS = {
-  pending: { symbol: "🕓", cls: "tick-pending" },
+  pending: { symbol: "", cls: "tick-pending" }, // drawn in CSS
   sent: { symbol: "✓", cls: "tick-sent" },
   delivered: { symbol: "✓✓", cls: "tick-delivered" },
   read: { symbol: "✓✓", cls: "tick-read" },
@@ -1632,6 +1633,14 @@ async function loadConfig() {
   }
 }
 
+async function onHashChange() {
+  const token = tokenFromFragment();
+  if (!token || token === state.token) return;
+  if (state.me) signOut();
+  const error = await signIn(token, false);
+  if (error) showLogin(error);
+}
+
 async function main() {
   const savedLang = localStorage.getItem(LANG_KEY);
   state.lang = pickLanguage(savedLang || DEFAULT_LANG);
@@ -1644,6 +1653,8 @@ async function main() {
     applyStaticStrings();
   }
   setInterval(tick, 250);
+  // A sign-in link opened in a tab that already shows the panel only changes the fragment.
+  window.addEventListener("hashchange", onHashChange);
 
   const token = fragmentToken || storedToken();
   if (!token) {
