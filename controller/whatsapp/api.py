@@ -20,6 +20,7 @@ from controller.store import reading
 from controller.whatsapp.appkey import SERVICE
 from controller.whatsapp.auth import Principal
 from controller.whatsapp.changes import alert_view, conversation_view, message_view
+from controller.whatsapp.metrics import CONTENT_TYPE
 from controller.whatsapp.models import ChannelAlert, Conversation, Message, StatusHistory
 from controller.whatsapp.relay import principal_of
 from controller.whatsapp.sender import SendError
@@ -257,6 +258,17 @@ async def alerts(request: web.Request) -> web.Response:
         rows = (await conn.execute(select(A).order_by(A.c.id.desc()).limit(limit))).mappings()
         items = [alert_view(dict(r)) for r in rows]
     return _json({"alerts": items})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; admin token only, like the controller's /metrics."""
+    service = request.app[SERVICE]
+    if not principal_of(request).is_admin:
+        service.metrics.inc("api_rejected", reason="forbidden")
+        return _error(403, "/metrics needs the admin token")
+    body = await service.prometheus.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 @routes.get("/healthz")

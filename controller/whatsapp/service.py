@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 from aiohttp import web
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.config import load_agent_tokens, load_setup
@@ -30,7 +31,9 @@ from controller.whatsapp.changes import ChangeLog
 from controller.whatsapp.cors import add_cors_headers, cors_middleware, parse_origins
 from controller.whatsapp.graph import DEFAULT_GRAPH_URL, GraphClient
 from controller.whatsapp.ingest import Ingestor
-from controller.whatsapp.metrics import Counters
+from controller.whatsapp.metrics import Counters, PrometheusExport
+from controller.whatsapp.models import Counter as CounterRow
+from controller.whatsapp.models import OrphanStatus, WebhookInbox
 from controller.whatsapp.relay import Forwarder, Hub
 from controller.whatsapp.sender import Sender
 from controller.whatsapp.templates import check_templates, load_templates
@@ -154,6 +157,7 @@ class WhatsAppService:
         self.engine = engine or create_engine(config.database_url)
         self._own_engine = engine is None
         self.metrics = Counters()
+        self.prometheus = PrometheusExport(self.metrics, self._gauges)
         self.auth = SidecarAuth(config.admin_token, config.agent_token_hashes, config.team)
         self.hub = Hub(self.auth, self.metrics)
         self.changelog = ChangeLog(self.engine, self.hub, clock)
@@ -229,6 +233,51 @@ class WhatsAppService:
 
         app.on_shutdown.append(end_streams)
         return app
+
+    async def _gauges(self) -> list[tuple[str, str, float]]:
+        """Scrape-time gauges for /metrics; the database ones only while it answers."""
+        out: list[tuple[str, str, float]] = [
+            (
+                "stream_subscribers",
+                "Open live stream connections (WebSocket and SSE)",
+                len(self.hub.subscribers),
+            ),
+            (
+                "send_queue",
+                "Agent messages waiting in the per-conversation send queues",
+                sum(len(q) for q in self.sender._queues.values()),
+            ),
+            ("ingest_fresh", "Stored bodies waiting in memory for the ingest worker", len(self._fresh)),
+        ]
+        inbox, orphans, counters = WebhookInbox.__table__, OrphanStatus.__table__, CounterRow.__table__
+        try:
+            async with asyncio.timeout(2.0), self.engine.connect() as conn:
+                backlog = (
+                    await conn.execute(select(func.count()).where(inbox.c.processed_at.is_(None)))
+                ).scalar_one()
+                pending_orphans = (await conn.execute(select(func.count()).select_from(orphans))).scalar_one()
+                values = dict((await conn.execute(select(counters.c.name, counters.c.value))).all())
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the database did
+            log.warning("metrics: database not reachable", extra={"error": repr(exc)[:200]})
+            return [*out, ("database_up", "1 if the database answered this scrape", 0)]
+        out += [
+            ("database_up", "1 if the database answered this scrape", 1),
+            ("ingest_backlog", "Stored webhook bodies not processed yet (retries included)", backlog),
+            (
+                "orphan_statuses",
+                "Statuses waiting for their message (they beat the send response)",
+                pending_orphans,
+            ),
+            (
+                "change_cursor",
+                "Cursor of the latest change (frames pushed since the database was created)",
+                values.get("cursor", 0),
+            ),
+        ]
+        if self.forwarder is not None:
+            lag = values.get("cursor", 0) - values.get("relay_cursor", 0)
+            out.append(("relay_lag", "Changes not yet delivered to the outgoing webhook", lag))
+        return out
 
     # ----------------------------------------------------------------- lifecycle
 
