@@ -11,7 +11,9 @@ import { DEFAULT_LANG, LANGUAGES, explanationKey, hasString, pickLanguage, trans
 
 const TOKEN_KEY = "acd-panel-token";
 const LANG_KEY = "acd-panel-lang";
-const PAUSE_REASONS = ["break", "lunch", "training", "meeting"]; // stable values sent to the API
+// Pause reasons offered in the select; the API gets the words in the agent's language (they are
+// shown as such to supervisors and in reports), plus a free-text "other".
+const PAUSE_REASONS = ["break", "lunch", "training", "meeting"];
 
 const state = {
   lang: DEFAULT_LANG,
@@ -110,11 +112,6 @@ function outcomeText(outcome) {
   return hasString(key) ? t(key) : t("outcome.unknown", { outcome: outcome ?? "?" });
 }
 
-function reasonText(reason) {
-  if (!reason) return "";
-  const key = `reason.${reason}`;
-  return PAUSE_REASONS.includes(reason) && hasString(key) ? t(key) : reason;
-}
 
 // --------------------------------------------------------------------------- HTTP
 
@@ -478,7 +475,7 @@ function renderStateBar() {
       : t("state.unknown", { state: word });
 
   const showReason = agent && (word === "paused" || word === "not_responding") && agent.pause_reason;
-  reason.textContent = showReason ? t("state.reason", { reason: reasonText(agent.pause_reason) }) : "";
+  reason.textContent = showReason ? t("state.reason", { reason: agent.pause_reason }) : "";
   show(reason, Boolean(showReason));
 
   const helpKey = { not_responding: "state.not_responding_help", unreachable: "state.unreachable_help", logged_out: "state.logged_out_help" }[word];
@@ -513,12 +510,12 @@ function renderWrapup() {
 
 function renderPauseReasons() {
   const select = $("[data-testid=pause-reason]");
-  const current = select.value;
+  const index = Math.max(0, select.selectedIndex);
   select.replaceChildren(
-    ...PAUSE_REASONS.map((r) => h("option", { value: r, text: t(`reason.${r}`) })),
+    ...PAUSE_REASONS.map((r) => h("option", { value: t(`reason.${r}`), text: t(`reason.${r}`) })),
     h("option", { value: "__other", text: t("reason.other") }),
   );
-  select.value = current || PAUSE_REASONS[0];
+  select.selectedIndex = index; // same choice across a language change
   $("#pause-other").placeholder = t("pause.other_placeholder");
   show($("#pause-other"), select.value === "__other");
 }
@@ -991,6 +988,10 @@ function onChatFrame(frame) {
   if (typeof frame.cursor === "number" && (c.cursor === null || frame.cursor > c.cursor)) c.cursor = frame.cursor;
   switch (frame.type) {
     case "hello":
+      // The stream starts here: reload the list so a change between the first GET and this
+      // point is not missed (later changes come as frames).
+      loadConversations();
+      loadAlerts();
       break;
     case "message": {
       const m = frame.message;
