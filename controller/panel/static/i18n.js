@@ -113,6 +113,7 @@ const STRINGS = {
 
     "call.heading": "Chamada em andamento",
     "call.since": "Desde {time} ({duration})",
+    "call.started": "Início",
     "call.none": "Nenhuma chamada no momento.",
 
     "demo.heading": "Softphone simulado",
@@ -282,6 +283,7 @@ const STRINGS = {
 
     "call.heading": "Active call",
     "call.since": "Since {time} ({duration})",
+    "call.started": "Started",
     "call.none": "No call right now.",
 
     "demo.heading": "Simulated softphone",

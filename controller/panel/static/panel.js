@@ -351,6 +351,9 @@ function signOut() {
   resetChat();
   $("#offer-slot").replaceChildren();
   $("#alerts").replaceChildren();
+  show($("#chat"), false);
+  show($("[data-testid=chat-connection]"), false);
+  $(".columns").classList.add("no-chat");
   showLogin(null);
 }
 
@@ -439,7 +442,10 @@ function setOffer(offer, { quiet = false } = {}) {
 
 function endOffer(frame) {
   if (!state.offer || state.offer.id !== frame.offer_id) return;
-  const detail = frame.detail ? ` (${frame.detail})` : "";
+  // The detail is a technical word (ring_timeout, answered_elsewhere…): shown only when the
+  // outcome itself does not say enough.
+  const known = hasString(`outcome.${frame.outcome}`) && frame.outcome !== "failed";
+  const detail = frame.detail && !known ? ` (${frame.detail})` : "";
   setOffer(null);
   toast(t("toast.offer_ended", { outcome: outcomeText(frame.outcome) }) + detail, frame.outcome);
 }
@@ -486,7 +492,8 @@ function renderStateBar() {
 
   const loggedOut = word === "logged_out";
   const ready = $("[data-testid=state-ready]");
-  show(ready, Boolean(agent) && !loggedOut && word !== "ready");
+  // Ready only where it changes something: back from a pause or from "not responding".
+  show(ready, word === "paused" || word === "not_responding");
   // "Not responding" needs the agent's attention: the Ready button is made prominent.
   ready.classList.toggle("btn-big", word === "not_responding");
   show($("[data-testid=state-login]"), loggedOut);
@@ -905,6 +912,7 @@ function resetChat() {
 
 function startChat() {
   show($("#chat"), true);
+  $(".columns").classList.remove("no-chat");
   show($("[data-testid=chat-connection]"), true);
   loadConversations();
   loadAlerts();
