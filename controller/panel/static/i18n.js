@@ -65,6 +65,7 @@ const STRINGS = {
     "reason.training": "Treinamento",
     "reason.meeting": "Reunião",
     "reason.other": "Outro…",
+    "reason.not_answered": "{n} ofertas não atendidas seguidas",
 
     "offer.heading": "Chamada para você",
     "offer.heading_named": "Chamada de {name}",
@@ -235,6 +236,7 @@ const STRINGS = {
     "reason.training": "Training",
     "reason.meeting": "Meeting",
     "reason.other": "Other…",
+    "reason.not_answered": "{n} offers in a row not answered",
 
     "offer.heading": "Call for you",
     "offer.heading_named": "Call from {name}",

@@ -481,7 +481,7 @@ function renderStateBar() {
       : t("state.unknown", { state: word });
 
   const showReason = agent && (word === "paused" || word === "not_responding") && agent.pause_reason;
-  reason.textContent = showReason ? t("state.reason", { reason: agent.pause_reason }) : "";
+  reason.textContent = showReason ? t("state.reason", { reason: reasonText(agent.pause_reason) }) : "";
   show(reason, Boolean(showReason));
 
   const helpKey = { not_responding: "state.not_responding_help", unreachable: "state.unreachable_help", logged_out: "state.logged_out_help" }[word];
@@ -525,6 +525,13 @@ function renderPauseReasons() {
   select.selectedIndex = index; // same choice across a language change
   $("#pause-other").placeholder = t("pause.other_placeholder");
   show($("#pause-other"), select.value === "__other");
+}
+
+/** The controller's own reasons are English sentences; the known ones are shown translated. */
+function reasonText(reason) {
+  const missed = /^(\d+) offers? not answered$/.exec(reason);
+  if (missed) return t("reason.not_answered", { n: missed[1] });
+  return reason;
 }
 
 function showStateError(text) {
@@ -717,7 +724,8 @@ function fillOfferCard(card, offer) {
     (offer.acceptance === "confirm" && offer.state === "confirming");
   show(accept, canAccept);
   show(reject, offer.state !== "connected");
-  accept.disabled = reject.disabled = state.offerBusy;
+  // aria-disabled, not disabled: a disabled button drops keyboard focus to <body>.
+  for (const button of [accept, reject]) button.setAttribute("aria-disabled", state.offerBusy ? "true" : "false");
   tickOffer(card, offer);
 }
 
