@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--agents", type=_agent_count, default=6, metavar="N", help="number of simulated agents (default: 6)"
     )
+    demo.add_argument(
+        "--panel",
+        action="store_true",
+        help="real-time clock, run until Ctrl-C: for taking offers yourself in the agent panel",
+    )
     logging_options(demo)
 
     sidecar = sub.add_parser("sidecar", help="run the WhatsApp sidecar (webhook, agent API and stream)")

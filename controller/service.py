@@ -66,6 +66,7 @@ class Services:
         self.panel: PanelHub | None = None
         self.panel_config = PanelConfig(settings.panel_whatsapp_url, settings.panel_language, demo=demo)
         self.app_hooks: list[Callable[[web.Application], None]] = []
+        self._auth: Auth | None = None
         self._writer_options = writer_options or {}
         self._webhook_options = webhook_options or {}
 
@@ -128,11 +129,16 @@ class Services:
                 extra={"database": where, "revision": current, "expected": head},
             )
 
+    @property
+    def api_auth(self) -> Auth:
+        if self._auth is None:
+            self._auth = Auth(self.settings.admin_token.get_secret_value(), self.agent_tokens)
+        return self._auth
+
     def api_context(self) -> ApiContext:
-        auth = Auth(self.settings.admin_token.get_secret_value(), self.agent_tokens)
         return ApiContext(
             self.controller,
-            auth,
+            self.api_auth,
             db=self.db,
             writer=self.writer,
             metrics=self.metrics,

@@ -77,13 +77,17 @@ async def make_stack(
     http: bool = True,
     writer_options: dict | None = None,
     webhook_options: dict | None = None,
+    info_headers: tuple[str, ...] = (),
+    honor_auto_answer: tuple[str, ...] = (),
     **settings: Any,
 ) -> Stack:
     clock = Clock(speed=SPEED)
     sim = SimAsterisk(clock=clock, seed=1, user="acd", password="secret")
     await sim.start("127.0.0.1", 0)
     for name, behaviour in phones.items():
-        sim.add_phone(name, behaviour, registered=name not in offline)
+        sim.add_phone(
+            name, behaviour, registered=name not in offline, honor_auto_answer=name in honor_auto_answer
+        )
     controller = Controller(
         setup,
         ari_url=sim.base_url,
@@ -93,6 +97,7 @@ async def make_stack(
         seed=1,
         backoff_initial=0.05,
         backoff_max=0.2,
+        info_headers=info_headers,
     )
     settings.setdefault("admin_token", ADMIN)
     svc_settings = load_settings(env_file=None, database_url="sqlite+aiosqlite:///unused", **settings)

@@ -497,15 +497,16 @@ def build_app(ctx: ApiContext) -> web.Application:
     r.add_get("/api/me", me)
     if ctx.panel is not None:
         app[PANEL] = ctx.panel
-        panel_routes.add_routes(app, ctx.panel_config, PANEL, lambda header: _identify(ctx, header))
+        panel_routes.add_routes(app, ctx.panel_config, PANEL, lambda header: identify(ctx.auth, header))
     for hook in ctx.app_hooks:
         hook(app)
     return app
 
 
-def _identify(ctx: ApiContext, authorization: str | None) -> Principal:
+def identify(auth: Auth, authorization: str | None) -> Principal:
+    """The principal for an ``Authorization`` value, or ApiError 401 (for routes added by hooks)."""
     try:
-        return ctx.auth.identify(authorization)
+        return auth.identify(authorization)
     except AuthError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
 

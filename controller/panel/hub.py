@@ -58,15 +58,19 @@ class PanelHub:
     ) -> None:
         self.engine = controller.engine
         self.wall = wall
-        self.crm = crm
-        if crm is not None:
-            crm.on_done = self._crm_done
+        self.crm: CrmLookup | None = None
+        self.set_crm(crm)
         self.tick = tick
         self.feeds: dict[str, set[Feed]] = {}
         self._dirty: set[str] = set()
         self._scheduled = False
         self._outcomes: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._task: asyncio.Task | None = None
+
+    def set_crm(self, crm: CrmLookup | None) -> None:
+        self.crm = crm
+        if crm is not None:
+            crm.on_done = self._crm_done
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -13,6 +13,7 @@ controller restarts), so after a reconnect or a restart every channel in the app
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -479,14 +480,28 @@ class Telephony:
         endpoints = sorted({a.endpoint for a in self.engine.agents.values()})
         if not endpoints:
             return
-        # Asterisk reads at most 4 KiB of request line: subscribe in chunks, not one long URL.
-        sources = [f"endpoint:{e}" for e in endpoints]
-        for i in range(0, len(sources), SUBSCRIBE_CHUNK):
-            await self.client.subscribe(sources[i : i + SUBSCRIBE_CHUNK])
         states: dict[str, str] = {}
         for tech in sorted({e.partition("/")[0] for e in endpoints}):
-            for known in await self.client.list_endpoints(tech):
+            try:
+                found = await self.client.list_endpoints(tech)
+            except AriNotFound:
+                found = []  # no such technology loaded in Asterisk: none of its endpoints exist
+            for known in found:
                 states[f"{known.technology}/{known.resource}"] = known.state
+        # Only endpoints Asterisk knows: one unknown source makes a whole subscription fail (422),
+        # and one misconfigured agent must not stop everyone else's calls.
+        sources = [f"endpoint:{e}" for e in endpoints if e in states]
+        # Asterisk reads at most 4 KiB of request line: subscribe in chunks, not one long URL.
+        for i in range(0, len(sources), SUBSCRIBE_CHUNK):
+            chunk = sources[i : i + SUBSCRIBE_CHUNK]
+            try:
+                await self.client.subscribe(chunk)
+            except AriError as exc:
+                if exc.status != 422:
+                    raise
+                for source in chunk:  # an endpoint removed meanwhile: subscribe the others
+                    with contextlib.suppress(AriError):
+                        await self.client.subscribe([source])
         for endpoint in endpoints:
             state = states.get(endpoint)
             if state is None:

@@ -400,3 +400,14 @@ async def test_no_auto_answer_header_in_answer_or_confirm_mode(world_factory):
     await caller.wait_for(lambda c: c.bridged_with == "agent2")
     invites = w.sim.phones["agent1"].invites + w.sim.phones["agent2"].invites
     assert invites and not any(i.auto_answer for i in invites)
+
+
+async def test_an_agent_whose_endpoint_asterisk_does_not_know_does_not_stop_the_others(world_factory):
+    # "agent9" is in the queue file but not in pjsip.conf: Asterisk refuses to subscribe to it
+    setup = make_setup({"ghost": "agent9", "alice": "agent1"})
+    w = await world_factory(setup, {"agent1": Answer(after=1)})
+    assert w.controller.stream.connected
+    assert not w.controller.engine.agents["ghost"].reachable
+    caller = w.call()
+    await caller.wait_for(lambda c: c.bridged_with is not None)
+    assert caller.bridged_with == "agent1"

@@ -175,8 +175,11 @@ function wsUrl(httpUrl) {
  * "disconnected" while it keeps trying, so a long outage is visible as such.
  */
 class Stream {
-  constructor({ url, onFrame, onOpen, onStatus }) {
+  constructor({ url, onFrame, onOpen, onStatus, connectedOnOpen = true }) {
     this.url = url; // function: URL for the next attempt (the chat stream resumes with ?after=)
+    // false: "connected" only once the first frame is applied (the controller's snapshot), so
+    // the indicator never says connected while the page still shows stale state.
+    this.connectedOnOpen = connectedOnOpen;
     this.onFrame = onFrame;
     this.onOpen = onOpen;
     this.onStatus = onStatus;
@@ -219,16 +222,21 @@ class Stream {
       opened = true;
       this.failures = 0;
       this.onOpen?.();
-      this.onStatus("connected");
+      if (this.connectedOnOpen) this.onStatus("connected");
     };
+    let first = true;
     ws.onmessage = (event) => {
       let frame;
       try {
         frame = JSON.parse(event.data);
       } catch {
-        return;
+        frame = null;
       }
       if (frame && typeof frame === "object") this.onFrame(frame);
+      if (first) {
+        first = false;
+        this.onStatus("connected");
+      }
     };
     ws.onclose = () => {
       this.ws = null;
@@ -370,6 +378,7 @@ function startAgentView() {
     url: () =>
       `${wsUrl(location.origin)}/api/agents/${encodeURIComponent(state.me.agent_id)}/stream?token=${encodeURIComponent(state.token)}`,
     onFrame: onControllerFrame,
+    connectedOnOpen: false,
     onOpen: () => {
       state.lastSeq = -1;
     },
