@@ -620,7 +620,8 @@ function focusOffer(card, offer) {
       queue: offer.queue || "",
     });
   } else {
-    $(".offer-heading", card).focus();
+    $(".offer-heading", card).focus({ preventScroll: true });
+    card.scrollIntoView({ block: "nearest" });
   }
 }
 
@@ -655,6 +656,14 @@ function buildOfferCard(offer) {
       ),
       h("span", { class: "countdown-seconds", "aria-hidden": "true" }),
     ),
+    // Buttons right under the countdown: on a phone-sized screen they stay in view.
+    h(
+      "div",
+      { class: "btn-row offer-actions" },
+      h("button", { type: "button", class: "btn btn-accept", "data-testid": "offer-accept", onclick: () => offerAction("accept") }),
+      h("button", { type: "button", class: "btn btn-reject", "data-testid": "offer-reject", onclick: () => offerAction("reject") }),
+    ),
+    h("p", { class: "form-error offer-error", role: "alert", hidden: true }),
     h(
       "dl",
       { class: "kv offer-details" },
@@ -677,13 +686,6 @@ function buildOfferCard(offer) {
       { class: "offer-crm", "data-testid": "offer-crm", "aria-live": "polite" },
       h("h3", { class: "sub-heading" }),
       h("div", { class: "crm-body" }),
-    ),
-    h("p", { class: "form-error offer-error", role: "alert", hidden: true }),
-    h(
-      "div",
-      { class: "btn-row offer-actions" },
-      h("button", { type: "button", class: "btn btn-accept", "data-testid": "offer-accept", onclick: () => offerAction("accept") }),
-      h("button", { type: "button", class: "btn btn-reject", "data-testid": "offer-reject", onclick: () => offerAction("reject") }),
     ),
   );
   return card;
