@@ -1026,7 +1026,8 @@ function onChatFrame(frame) {
       const convId = frame.conversation_id ?? m.conversation_id;
       if (convId === c.selected) {
         if (frame.sort_key && !m.sort_key) m.sort_key = frame.sort_key;
-        upsertMessage(m, frame.cursor);
+        const isNew = !c.byId.has(m.id);
+        if (upsertMessage(m, frame.cursor) && isNew && m.direction === "in") announceMessage(m);
         renderMessagesEmpty();
       } else if (m.direction === "in") {
         c.unread.add(convId);
@@ -1049,6 +1050,12 @@ function onChatFrame(frame) {
     default:
       break; // unknown frame types are ignored
   }
+}
+
+function announceMessage(m) {
+  const conv = state.chat.conversations.get(m.conversation_id);
+  const who = conv ? conversationTitle(conv) : t("chat.customer");
+  $("#chat-announcer").textContent = `${who}: ${m.body ?? ""}`;
 }
 
 /** A message for a conversation not in the list yet (newly assigned or new customer). */
