@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import shutil
 import signal
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -33,9 +35,14 @@ from controller.acd.setup import (
     QueueConfig,
     Strategy,
 )
+from controller.api.app import identify
+from controller.api.auth import hash_token
 from controller.app import Controller
 from controller.clock import Clock
+from controller.demo_panel import INFO_HEADERS, PANEL_AGENT, add_panel_agent, caller_headers, demo_routes
+from controller.panel.crm import CrmLookup
 from controller.sim import DND, Answer, Busy, Decline, NoAnswer, SimAsterisk, exponential, uniform
+from controller.whatsapp.demo import start_demo_sidecar
 
 log = logging.getLogger("controller.demo")
 
@@ -229,34 +236,81 @@ async def demo(
     live: bool | None = None,
     http_port: int | None = 0,
     admin_token: str = "",
+    panel_token: str = "",
+    whatsapp: bool = True,
+    ready: Callable[[dict[str, str]], None] | None = None,
 ) -> dict[str, int]:
     """Run the demo; returns the finished-call totals (also used by the demo's test).
 
-    The HTTP API runs on ``http_port`` (0 = any free port, None = no API) with a throwaway SQLite
-    history database, so the demo never writes into the real ``ACD_DATABASE_URL``.
+    The HTTP API and the agent panel run on ``http_port`` (0 = any free port, None = neither)
+    with a throwaway SQLite history database, so the demo never writes into the real
+    ``ACD_DATABASE_URL``; with ``whatsapp`` the WhatsApp sidecar runs beside it with simulated
+    Meta traffic. ``ready`` gets the URLs and tokens once everything listens (tests use it).
     """
     out = out or sys.stdout
     live = out.isatty() if live is None else live
     clock = Clock(speed=speed)
     rng = random.Random(seed)
     setup = demo_setup(agents)
+    if http_port is not None:
+        setup = add_panel_agent(setup)
     sim = SimAsterisk(clock=clock, seed=seed, user="acd", password="demo-secret")
     sim.dialplan["101"] = ("acd", ["support"])
     sim.dialplan["102"] = ("acd", ["sales"])
+    sim.dialplan["103"] = ("acd", ["vip"])
     await sim.start("127.0.0.1", 0)
+    panel_phone = None
     for i, conf in enumerate(setup.agents.values()):
+        name = conf.endpoint.split("/", 1)[1]
+        if conf.id == PANEL_AGENT:
+            # a softphone that rings until the person answers or declines it from the page, and
+            # answers by itself when the controller calls it with auto-answer (desktop mode)
+            panel_phone = sim.add_phone(name, NoAnswer(), honor_auto_answer=True, display_name="You")
+            continue
         offline = i % len(PERSONAS) == 4
-        sim.add_phone(conf.endpoint.split("/", 1)[1], phone_behaviour(i, rng), registered=not offline)
+        sim.add_phone(name, phone_behaviour(i, rng), registered=not offline)
     controller = Controller(
-        setup, ari_url=sim.base_url, ari_user="acd", ari_password="demo-secret", clock=clock, seed=seed
+        setup,
+        ari_url=sim.base_url,
+        ari_user="acd",
+        ari_password="demo-secret",
+        clock=clock,
+        seed=seed,
+        info_headers=INFO_HEADERS,
     )
     view = DemoView(controller, out, live)
-    services, data_dir = None, None
+    services, data_dir, sidecar = None, None, None
+    urls: dict[str, str] = {}
     if http_port is not None:
-        services, data_dir, api_url, admin_token = await _start_api(controller, http_port, admin_token)
-        view.api = f"HTTP API: curl -H 'Authorization: Bearer {admin_token}' {api_url}/api/queues"
+        panel_token = panel_token or secrets.token_urlsafe(16)
+        services, data_dir, api_url, admin_token = await _start_api(
+            controller, http_port, admin_token, {PANEL_AGENT: hash_token(panel_token)}, panel_phone
+        )
+        urls = {"api": api_url, "admin_token": admin_token, "panel_token": panel_token}
+        urls["panel"] = f"{api_url}/#token={panel_token}"
+        if whatsapp:
+            sidecar = await start_demo_sidecar(
+                admin_token=admin_token,
+                agent_tokens={PANEL_AGENT: panel_token},
+                cors_origins=[api_url],
+                panel_agents=[PANEL_AGENT],
+                seed=seed,
+            )
+            services.panel_config.whatsapp_url = sidecar.url
+            urls["whatsapp"] = sidecar.url
+        view.api = (
+            f"Agent panel (you): {urls['panel']}\n"
+            f"HTTP API: curl -H 'Authorization: Bearer {admin_token}' {api_url}/api/queues"
+        )
         if not live:
             print(view.api, file=out, flush=True)
+            if speed > 2:
+                print(
+                    f"  (time runs x{speed:g}: a 20 s offer lasts {20 / speed:.1f} s on your screen;"
+                    " `acdctl demo --panel` runs in real time until Ctrl-C)",
+                    file=out,
+                    flush=True,
+                )
     if not live:
         print(
             f"ACD demo: {len(setup.agents)} agents, simulated time x{speed:g};"
@@ -265,17 +319,22 @@ async def demo(
         )
         for i, conf in enumerate(setup.agents.values()):
             persona = PERSONAS[i % len(PERSONAS)][1]
+            if conf.id == PANEL_AGENT:
+                persona = "you, in the agent panel: starts logged out; also the only agent of vip (desktop)"
             queues = ", ".join(m.queue for m in conf.queues)
             print(f"  agent {conf.name} ({conf.endpoint}, {queues}): {persona}", file=out)
     await controller.start()
     traffic = sim.traffic(
         rate=rate or max(0.05, 0.04 * len(setup.agents)),
         seed=seed,
-        extens={"101": 3, "102": 1},
+        extens={"101": 3, "102": 1, "103": 1} if http_port is not None else {"101": 3, "102": 1},
         patience=uniform(40, 200),
         talk_time=exponential(25),
+        headers=caller_headers,
     )
     traffic.start()
+    if ready is not None:
+        ready(urls)
     # a supervisor who puts not-responding agents back to ready after a while, as a person would
     ready_after: dict[str, float] = {}
     stop = asyncio.Event()
@@ -289,7 +348,7 @@ async def demo(
             view.draw()
             now = clock.now()
             for agent in controller.engine.agents.values():
-                if agent.presence is Presence.NOT_RESPONDING:
+                if agent.presence is Presence.NOT_RESPONDING and agent.id != PANEL_AGENT:
                     at = ready_after.setdefault(agent.id, now + 60)
                     if now >= at:
                         ready_after.pop(agent.id)
@@ -305,6 +364,9 @@ async def demo(
         view.draw()
         await controller.stop()
         await sim.stop()
+        if sidecar is not None:
+            print(f"WhatsApp: {sidecar.summary()}", file=out)
+            await sidecar.stop()
         if services is not None:
             await services.close()
         if data_dir is not None:
@@ -315,9 +377,11 @@ async def demo(
     return dict(view.totals)
 
 
-async def _start_api(controller: Controller, port: int, admin_token: str) -> tuple[Any, Any, str, str]:
-    """History in a temporary SQLite file + the HTTP API; falls back to any free port if ``port`` is taken."""
-    import secrets
+async def _start_api(
+    controller: Controller, port: int, admin_token: str, agent_tokens: dict[str, str], phone: Any
+) -> tuple[Any, Any, str, str]:
+    """History in a temporary SQLite file + the HTTP API and panel; falls back to any free port if
+    ``port`` is taken. The fake CRM is served by the same app."""
     import tempfile
 
     from controller.config import ConfigError, load_settings
@@ -332,12 +396,15 @@ async def _start_api(controller: Controller, port: int, admin_token: str) -> tup
         http_host="127.0.0.1",
         http_port=port or 8080,
     )
-    services = Services(controller, settings)
+    services = Services(controller, settings, agent_tokens=agent_tokens, demo=True)
+    services.app_hooks.append(demo_routes(controller, phone, lambda h: identify(services.api_auth, h)))
     await services.attach()
     try:
         url = await services.serve(port=port)
     except ConfigError:
         url = await services.serve(port=0)
+    assert services.panel is not None
+    services.panel.set_crm(CrmLookup(url + "/demo/crm?number={caller_number}", timeout=2.0))
     return services, data_dir, url, admin_token
 
 
@@ -353,9 +420,10 @@ async def _main(args: Any) -> int:
     from controller.config import load_settings
 
     settings = load_settings()
+    panel = bool(getattr(args, "panel", False))
     await demo(
-        duration=args.duration,
-        speed=args.speed,
+        duration=0 if panel else args.duration,
+        speed=1.0 if panel else args.speed,
         seed=args.seed,
         agents=args.agents,
         http_port=settings.http_port,

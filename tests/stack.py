@@ -79,9 +79,10 @@ async def make_stack(
     webhook_options: dict | None = None,
     info_headers: tuple[str, ...] = (),
     honor_auto_answer: tuple[str, ...] = (),
+    speed: float = SPEED,
     **settings: Any,
 ) -> Stack:
-    clock = Clock(speed=SPEED)
+    clock = Clock(speed=speed)
     sim = SimAsterisk(clock=clock, seed=1, user="acd", password="secret")
     await sim.start("127.0.0.1", 0)
     for name, behaviour in phones.items():
