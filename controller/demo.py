@@ -239,6 +239,7 @@ async def demo(
     panel_token: str = "",
     whatsapp: bool = True,
     ready: Callable[[dict[str, str]], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> dict[str, int]:
     """Run the demo; returns the finished-call totals (also used by the demo's test).
 
@@ -337,7 +338,7 @@ async def demo(
         ready(urls)
     # a supervisor who puts not-responding agents back to ready after a while, as a person would
     ready_after: dict[str, float] = {}
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):

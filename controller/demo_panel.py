@@ -97,7 +97,7 @@ def demo_routes(controller: Controller, phone: Phone, identify: Any) -> Any:
             raise ApiError(404, "not_found", f"agent {agent_id!r} has no softphone on this page")
         if action not in ("answer", "decline"):
             raise ApiError(404, "not_found", "unknown phone action; one of answer, decline")
-        ringing = [i for i in phone.active_calls() if i.outcome in ("trying", "ringing")]
+        ringing = [i for i in phone.active_calls if i.outcome in ("trying", "ringing")]
         if not ringing:
             raise ApiError(409, "conflict", "your phone is not ringing")
         invite = ringing[-1]
