@@ -3,7 +3,8 @@
 ``python bench/whatsapp.py [--quick] [--pg-url URL] [--no-pg]``
 
 Everything is real except Meta: a sidecar on a loopback port, signed webhook POSTs over HTTP,
-durable storage (SQLite with ``synchronous=FULL`` in WAL mode, or PostgreSQL), processing, and a
+durable storage (SQLite in WAL mode with the sidecar's ``synchronous=NORMAL``, or ``FULL`` with
+``--sqlite-synchronous FULL``; or PostgreSQL), processing, and a
 WebSocket agent client receiving every frame. A status counts only once its frame has reached
 that client ("verified + stored + processed + pushed").
 
@@ -59,8 +60,14 @@ def sign(body: bytes) -> str:
 
 
 class Bench:
-    def __init__(self, engine) -> None:
-        config = WhatsAppConfig(app_secret=SECRET, verify_token="v", admin_token=ADMIN, phone_number_id=PNID)
+    def __init__(self, engine, sqlite_synchronous: str = "NORMAL") -> None:
+        config = WhatsAppConfig(
+            app_secret=SECRET,
+            verify_token="v",
+            admin_token=ADMIN,
+            phone_number_id=PNID,
+            sqlite_synchronous=sqlite_synchronous,
+        )
         self.service = WhatsAppService(config, engine=engine, auto_migrate=True)
         self.runner: web.AppRunner | None = None
         self.url = ""
@@ -260,7 +267,7 @@ async def latency(bench: Bench, rate: int, seconds: float) -> dict:
 
 async def run_backend(name: str, url: str, schema: str | None, args: argparse.Namespace) -> None:
     engine = create_engine(url, schema=schema) if schema else create_engine(url)
-    bench = Bench(engine)
+    bench = Bench(engine, args.sqlite_synchronous)
     await bench.start()
     try:
         for batch in args.batches:
@@ -326,11 +333,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
     parser.add_argument("--pg-url", default=PG_DEFAULT)
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument(
+        "--sqlite-synchronous",
+        type=str.upper,
+        choices=("NORMAL", "FULL"),
+        default="NORMAL",
+        help="the sidecar's SQLite durability (default NORMAL, the sidecar's default)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.statuses, args.seconds = 2000, 3.0
     print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; SQLite synchronous=FULL (WAL)", flush=True
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs;"
+        f" SQLite synchronous={args.sqlite_synchronous} (WAL)",
+        flush=True,
     )
     return asyncio.run(main_async(args))
 

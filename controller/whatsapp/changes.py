@@ -21,7 +21,6 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from controller.store import writing
 from controller.whatsapp.chat import MessageState, MetaError, StatusUpdate, apply_status, window_open
 from controller.whatsapp.errors import UNKNOWN_OUTCOME, RetryClass, explain, retry_class
 from controller.whatsapp.models import (
@@ -34,6 +33,7 @@ from controller.whatsapp.models import (
     StatusHistory,
     WebhookInbox,
 )
+from controller.whatsapp.writer import SidecarWriter
 
 __all__ = [
     "ChangeLog",
@@ -254,6 +254,14 @@ class Unit:
             return self.conversations[conversation_id]
         row = (await self.conn.execute(select(CV).where(CV.c.id == conversation_id))).mappings().first()
         return self._track_conv(dict(row)) if row else None
+
+    async def load_conversations(self, ids: Iterable[int]) -> None:
+        """Bring conversations into the unit by id, one query per chunk (frames need their agent)."""
+        want = [i for i in set(ids) if i not in self.conversations]
+        for chunk in _chunks(want):
+            rows = await self.conn.execute(select(CV).where(CV.c.id.in_(chunk)))
+            for row in rows.mappings():
+                self._track_conv(dict(row))
 
     async def prefetch_conversations(self, keys: Iterable[tuple[str, str]]) -> None:
         by_pnid: dict[str, list[str]] = {}
@@ -517,6 +525,7 @@ class Unit:
                 )
             ).scalar_one()
             cursor = top - n
+        await self.load_conversations(m["conversation_id"] for m in changed)
         frames: list[dict] = []
         for m in changed:
             cursor += 1
@@ -629,16 +638,23 @@ def _update_from_raw(raw: Any) -> StatusUpdate | None:
 class ChangeLog:
     """Runs units of work one at a time and publishes their frames after commit."""
 
-    def __init__(self, engine: AsyncEngine, hub: Publisher, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        hub: Publisher,
+        clock: Callable[[], float] = time.time,
+        writer: SidecarWriter | None = None,
+    ) -> None:
         self.engine = engine
         self.hub = hub
         self.clock = clock
+        self.writer = writer or SidecarWriter(engine)
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[Unit]:
         async with self._lock:
-            async with writing(self.engine) as conn:
+            async with self.writer.transaction() as conn:
                 work = Unit(conn, self.clock())
                 yield work
                 frames = await work.flush()

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controller.store import writing
-from controller.whatsapp.changes import ChangeLog, Unit
+from controller.whatsapp.changes import ChangeLog, Unit, insert_ignore
 from controller.whatsapp.metrics import Counters
 from controller.whatsapp.models import OrphanStatus, WebhookInbox
 from controller.whatsapp.parse import Parsed, parse_webhook
@@ -85,17 +84,17 @@ class Ingestor:
                         await self._failed(item[0])
         return len(rows)
 
-    async def process_fresh(self, items: list[tuple[str, object]]) -> int:
-        """Bodies just stored by this process, already parsed: skip reading them back.
+    async def store_and_apply(self, rows: list[dict], docs: list[tuple[str, object]]) -> None:
+        """One transaction: insert the raw bodies (``rows``) and apply the parsed ``docs``.
 
-        On any failure they are simply left to the stored-copy path (they are unprocessed rows).
+        The webhook's group commit calls this; on any exception nothing was written and the
+        caller stores the bodies alone, for :meth:`process_pending` to retry one by one.
         """
-        parsed = [(None, sha, self._parse(None, b"", doc)) for sha, doc in items]
-        try:
-            await self._apply(parsed)
-        except Exception:
-            log.warning("fresh batch failed; the stored copies will be retried", exc_info=True)
-        return len(items)
+        parsed = [(None, sha, self._parse(None, b"", doc)) for sha, doc in docs]
+        async with self.changelog.unit() as u:
+            await insert_ignore(u.conn, IN, rows, "body_sha256")
+            await self._apply_in(u, parsed)
+        self._count(parsed)
 
     def _parse(self, inbox_id: int | None, body: bytes, doc: object = None) -> Parsed:
         if doc is None:
@@ -112,7 +111,7 @@ class Ingestor:
     async def _failed(self, inbox_id: int) -> None:
         """Keep the body, retry it later with exponential backoff (capped at an hour)."""
         self.metrics.inc("webhook_process_failed")
-        async with writing(self.engine) as conn:
+        async with self.changelog.writer.transaction() as conn:
             attempts = (await conn.execute(select(IN.c.attempts).where(IN.c.id == inbox_id))).scalar_one() + 1
             delay = min(2.0**attempts, MAX_BACKOFF)
             await conn.execute(
@@ -129,17 +128,23 @@ class Ingestor:
 
     async def _apply(self, items: list[tuple[int | None, str, Parsed]]) -> None:
         async with self.changelog.unit() as u:
-            await self._inbound(u, items)
-            await self._statuses(u, items)
-            for inbox_id, sha, parsed in items:
-                for err in parsed.channel_errors:
-                    u.add_alert(
-                        f"wh:{sha}:{err.position}",
-                        err.error,
-                        source="webhook",
-                        phone_number_id=err.phone_number_id,
-                    )
-                u.inbox_done(inbox_id, sha)
+            await self._apply_in(u, items)
+        self._count(items)
+
+    async def _apply_in(self, u: Unit, items: list[tuple[int | None, str, Parsed]]) -> None:
+        await self._inbound(u, items)
+        await self._statuses(u, items)
+        for inbox_id, sha, parsed in items:
+            for err in parsed.channel_errors:
+                u.add_alert(
+                    f"wh:{sha}:{err.position}",
+                    err.error,
+                    source="webhook",
+                    phone_number_id=err.phone_number_id,
+                )
+            u.inbox_done(inbox_id)
+
+    def _count(self, items: list[tuple[int | None, str, Parsed]]) -> None:
         counts = {"messages": 0, "statuses": 0, "errors": 0}
         for _, _, parsed in items:
             counts["messages"] += len(parsed.inbound)
@@ -219,7 +224,7 @@ class Ingestor:
     async def purge_orphans(self) -> int:
         """Orphans older than the TTL will never find their message (sent elsewhere): drop them."""
         cutoff = self.clock() - self.orphan_ttl
-        async with writing(self.engine) as conn:
+        async with self.changelog.writer.transaction() as conn:
             result = await conn.execute(delete(ORPH).where(ORPH.c.received_at < cutoff))
         n = result.rowcount or 0
         if n:

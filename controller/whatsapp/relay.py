@@ -31,6 +31,7 @@ from controller.whatsapp.auth import AuthError, Principal, SidecarAuth, label
 from controller.whatsapp.cors import stream_origin_ok
 from controller.whatsapp.metrics import Counters
 from controller.whatsapp.models import Change, Counter
+from controller.whatsapp.writer import SidecarWriter
 
 __all__ = ["Forwarder", "Hub", "Subscriber", "sse_handler", "visible", "ws_handler"]
 
@@ -281,8 +282,10 @@ class Forwarder:
         client: httpx.AsyncClient | None = None,
         batch: int = 200,
         metrics: Counters | None = None,
+        writer: SidecarWriter | None = None,
     ) -> None:
         self.engine = engine
+        self.writer = writer or SidecarWriter(engine)
         self.hub = hub
         self.url = url
         self.secret = secret
@@ -319,7 +322,7 @@ class Forwarder:
             headers={"Content-Type": "application/json", "X-ACD-Signature-256": sign(self.secret, body)},
         )
         response.raise_for_status()
-        async with self.engine.begin() as conn:
+        async with self.writer.transaction() as conn:
             await conn.execute(update(CNT).where(CNT.c.name == "relay_cursor").values(value=rows[-1][0]))
         self.metrics.inc("relay_webhook_delivered", len(rows))
         return len(rows)

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import signal
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import InitVar, dataclass, field
 from typing import Any
@@ -37,6 +36,7 @@ from controller.whatsapp.models import OrphanStatus, WebhookInbox
 from controller.whatsapp.relay import Forwarder, Hub
 from controller.whatsapp.sender import Sender
 from controller.whatsapp.templates import check_templates, load_templates
+from controller.whatsapp.writer import SidecarWriter
 
 __all__ = ["WEBHOOK_PATH", "WhatsAppConfig", "WhatsAppService", "run_sidecar"]
 
@@ -74,6 +74,9 @@ class WhatsAppConfig:
     orphan_ttl_hours: float = 72.0
     send_timeout: float = 15.0
     cors_origins: list[str] = field(default_factory=list)  # the panel's origins (exact)
+    # SQLite only: NORMAL (WAL) = a 200'd body survives a crash of the process, not a power cut;
+    # FULL also a power cut (fsync per commit, done off the event loop). PostgreSQL: always durable.
+    sqlite_synchronous: str = "NORMAL"
     templates: list[dict] = field(default_factory=list)  # approved templates: name, language, category, body
     agent_tokens: InitVar[Mapping[str, str] | None] = None
 
@@ -160,7 +163,8 @@ class WhatsAppService:
         self.prometheus = PrometheusExport(self.metrics, self._gauges)
         self.auth = SidecarAuth(config.admin_token, config.agent_token_hashes, config.team)
         self.hub = Hub(self.auth, self.metrics)
-        self.changelog = ChangeLog(self.engine, self.hub, clock)
+        self.writer = SidecarWriter(self.engine, synchronous=config.sqlite_synchronous)
+        self.changelog = ChangeLog(self.engine, self.hub, clock, self.writer)
         self.ingestor = Ingestor(
             self.engine,
             self.changelog,
@@ -169,7 +173,13 @@ class WhatsAppService:
             orphan_ttl=config.orphan_ttl_hours * 3600,
             clock=clock,
         )
-        self.inbox = webhook.InboxWriter(self.engine, clock)
+        self.inbox = webhook.InboxWriter(
+            self.engine,
+            clock,
+            processor=self.ingestor.store_and_apply,
+            on_stored_unprocessed=self.wake,
+            writer=self.writer,
+        )
         graph = None
         if config.access_token and config.phone_number_id:
             graph = GraphClient(
@@ -195,6 +205,7 @@ class WhatsAppService:
                 config.relay_secret,
                 client=relay_client,
                 metrics=self.metrics,
+                writer=self.writer,
             )
             if config.relay_url
             else None
@@ -202,7 +213,6 @@ class WhatsAppService:
         self.auto_migrate = auto_migrate
         self._wake_event = asyncio.Event()
         self._process_lock = asyncio.Lock()
-        self._fresh: deque[tuple[str, object]] = deque()  # stored just now, parsed, not yet processed
         self._tasks: list[asyncio.Task] = []
         self.app = self._build_app()
 
@@ -247,7 +257,6 @@ class WhatsAppService:
                 "Agent messages waiting in the per-conversation send queues",
                 sum(len(q) for q in self.sender._queues.values()),
             ),
-            ("ingest_fresh", "Stored bodies waiting in memory for the ingest worker", len(self._fresh)),
         ]
         inbox, orphans, counters = WebhookInbox.__table__, OrphanStatus.__table__, CounterRow.__table__
         try:
@@ -297,6 +306,7 @@ class WhatsAppService:
         await self.migrate()
         for problem in self.config.problems():
             log.warning("sidecar: %s", problem)
+        self.writer.start()
         await self.sender.recover()
         self._tasks.append(asyncio.create_task(self._ingest_loop(), name="wa-ingest"))
         self._tasks.append(asyncio.create_task(self._purge_loop(), name="wa-orphans"))
@@ -315,23 +325,20 @@ class WhatsAppService:
             await self.sender.graph.aclose()
         if self.forwarder is not None:
             await self.forwarder.aclose()
+        await self.writer.close()
         if self._own_engine:
             await self.engine.dispose()
 
     def wake(self) -> None:
         self._wake_event.set()
 
-    def stored(self, sha: str, doc: object) -> None:
-        """The webhook handler stored a body: process it from memory if the worker is running."""
-        if self._tasks:
-            self._fresh.append((sha, doc))
-        self.wake()
+    @property
+    def running(self) -> bool:
+        """Started and not stopped: webhook bodies are then processed as they are stored."""
+        return bool(self._tasks)
 
     async def process_now(self) -> int:
         async with self._process_lock:
-            if self._fresh:
-                batch = [self._fresh.popleft() for _ in range(min(len(self._fresh), self.ingestor.batch))]
-                return await self.ingestor.process_fresh(batch)
             return await self.ingestor.process_pending()
 
     async def _ingest_loop(self) -> None:
