@@ -292,3 +292,31 @@ async def test_the_page_and_its_config_are_served_with_a_strict_policy(make):
     assert status == 404
     status, me, _ = await stack.request("GET", "/api/me", token=TOKENS["bob"])
     assert status == 200 and me == {"role": "agent", "agent_id": "bob", "name": "Bob"}
+
+
+async def test_double_click_accept_connects_once_and_refuses_the_second(make):
+    stack = await make(setup_for(Acceptance.DESKTOP), honor_auto_answer=("agent1",))
+    stack.call()
+    await stack.until(lambda: stack.controller.engine.agents["alice"].live_offer)
+    offer_id = stack.controller.engine.agents["alice"].live_offer
+    path = f"/api/offers/{offer_id}/accept"
+    first, second = await asyncio.gather(
+        stack.request("POST", path, token=TOKENS["alice"]), stack.request("POST", path, token=TOKENS["alice"])
+    )
+    assert sorted([first[0], second[0]]) == [200, 409]
+    await stack.until(lambda: stack.controller.engine.agents["alice"].call is not None)
+    assert len(stack.sim.phones["agent1"].invites) == 1  # the phone was called once
+
+
+async def test_caller_hanging_up_before_the_click_makes_accept_say_no_longer_available(make):
+    stack = await make(setup_for(Acceptance.DESKTOP), honor_auto_answer=("agent1",))
+    page = await connect(stack, "alice")
+    await page.next()
+    caller = stack.call()
+    card = (await page.next(offer_frame))["offer"]
+    caller.hangup()
+    ended = await page.next(lambda f: f["type"] == "offer_ended")
+    assert ended["outcome"] == "canceled"
+    status, body, _ = await stack.request("POST", f"/api/offers/{card['id']}/accept", token=TOKENS["alice"])
+    assert status in (404, 409) and "no longer available" in body["message"]
+    assert stack.sim.phones["agent1"].last_invite is None  # nobody's phone rang for a caller who left
