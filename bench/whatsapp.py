@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import hmac
 import json
@@ -74,6 +75,7 @@ class Bench:
 
     async def start(self) -> None:
         await self.service.start()
+        gc.freeze()  # as `acdctl sidecar` does after start
         self.runner = web.AppRunner(self.service.app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
