@@ -91,6 +91,7 @@ class Services:
         c.shell.listeners.append(self.writer.listener)
         self.writer.start()
         self.metrics = Metrics(c, self.writer)
+        self.metrics.panel = self.panel
         if s.queue_log:
             self.queue_log = QueueLog(s.queue_log, c.engine, epoch=self.writer.epoch)
             c.shell.listeners.append(self.queue_log.listener)

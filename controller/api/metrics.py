@@ -21,6 +21,7 @@ from controller.acd.engine import CallState
 
 if TYPE_CHECKING:
     from controller.app import Controller
+    from controller.panel.hub import PanelHub
     from controller.store.writer import HistoryWriter
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
@@ -46,6 +47,7 @@ class Metrics(Collector):
         self.controller = controller
         self.writer = writer
         self.outbox_pending: Callable[[], int | None] | None = None
+        self.panel: PanelHub | None = None
         self.offers: Counter[str] = Counter()
         self.registry = CollectorRegistry(auto_describe=False)
         self.reaction = Histogram(
@@ -129,6 +131,14 @@ class Metrics(Collector):
             yield _counter(
                 "acd_store_write_failures", "Failed database write attempts", w.stats["write_failures"]
             )
+        if self.panel is not None:
+            yield _gauge("acd_panel_connections", "Agent panel pages connected", self.panel.connections)
+            crm = self.panel.crm
+            if crm is not None:
+                lookups = CounterMetricFamily("acd_crm_lookups", "CRM lookups, by result", labels=["result"])
+                for result in ("ok", "timeout", "error"):
+                    lookups.add_metric([result], crm.stats[result])
+                yield lookups
         if self.outbox_pending is not None:
             pending = self.outbox_pending()
             if pending is not None:

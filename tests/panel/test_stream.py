@@ -256,6 +256,11 @@ async def test_crm_lookup_fills_the_card_and_a_slow_crm_only_leaves_a_reason(mak
     assert card["crm"]["status"] == "error" and "0.3 s" in card["crm"]["error"]
     assert card["state"] == "ringing"  # the call went on regardless
     slow.set()
+    status, text, _ = await stack.request("GET", "/metrics")
+    assert status == 200
+    assert 'acd_crm_lookups_total{result="ok"} 1.0' in text
+    assert 'acd_crm_lookups_total{result="timeout"} 1.0' in text
+    assert "acd_panel_connections 1.0" in text
 
 
 async def test_caller_leaving_while_headers_are_read_is_never_queued(make):
