@@ -91,10 +91,23 @@ class PanelHub:
             await self.crm.close()
 
     async def _ticker(self) -> None:
+        """Catch changes no command announces (end of wrap-up, of a pause after a reject, ...).
+
+        Only the one-word status is compared here (a property read per page), so a thousand
+        open panels cost well under a millisecond per tick; views are rebuilt only on change.
+        """
+        agents = self.engine.agents
         while True:
             await asyncio.sleep(self.tick)
-            self._dirty.update(self.feeds)
-            self._flush()
+            for agent_id, feeds in self.feeds.items():
+                agent = agents.get(agent_id)
+                if agent is None:
+                    continue
+                status = agent.status
+                if any(f.agent is None or f.agent["state"] != status for f in feeds):
+                    self._dirty.add(agent_id)
+            if self._dirty:
+                self._flush()
 
     # ------------------------------------------------------------------ input
 

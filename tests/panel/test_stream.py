@@ -325,3 +325,14 @@ async def test_caller_hanging_up_before_the_click_makes_accept_say_no_longer_ava
     status, body, _ = await stack.request("POST", f"/api/offers/{card['id']}/accept", token=TOKENS["alice"])
     assert status in (404, 409) and "no longer available" in body["message"]
     assert stack.sim.phones["agent1"].last_invite is None  # nobody's phone rang for a caller who left
+
+
+async def test_end_of_wrapup_reaches_the_page_without_any_other_event(make):
+    stack = await make(phones={"agent1": Answer(after=0.2, hangup_after=1), "agent2": NoAnswer()})
+    page = await connect(stack, "alice")
+    await page.next()
+    stack.call()
+    await page.next(lambda f: f["type"] == "agent" and f["agent"]["state"] == "wrapup")
+    # 40 s of wrap-up at clock speed 20: the 1 s tick notices it ended
+    frame = await page.next(lambda f: f["type"] == "agent", timeout=10)
+    assert frame["agent"]["state"] == "ready" and frame["agent"]["wrapup_until"] is None
