@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "ari": "bench.ari",
     "whatsapp": "bench.whatsapp",  # webhook ingest throughput and push latency, SQLite and PostgreSQL
     "store": "bench.store",  # history writer: reaction p99 with/without persistence, write throughput
+    "panel": "bench.panel",  # what open agent panels cost the event loop, per offer and per tick
 }
 DEFAULT = "engine"
 

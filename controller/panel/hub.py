@@ -31,6 +31,7 @@ log = logging.getLogger("controller.panel")
 
 _ENDED_KINDS = {"offer.rejected", "offer.timeout", "offer.canceled", "offer.failed"}
 _QUEUE_LIMIT = 500
+TICK_SLICE = 500  # pages compared per loop iteration by the tick
 _OUTCOMES_KEPT = 5000
 
 
@@ -96,18 +97,28 @@ class PanelHub:
         Only the one-word status is compared here (a property read per page), so a thousand
         open panels cost well under a millisecond per tick; views are rebuilt only on change.
         """
-        agents = self.engine.agents
         while True:
             await asyncio.sleep(self.tick)
-            for agent_id, feeds in self.feeds.items():
-                agent = agents.get(agent_id)
-                if agent is None:
+            await self.tick_once()
+
+    async def tick_once(self) -> None:
+        """One sweep, in slices of ``TICK_SLICE`` pages so call events are never held up long."""
+        agents = self.engine.agents
+        ids = list(self.feeds)
+        for start in range(0, len(ids), TICK_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            for agent_id in ids[start : start + TICK_SLICE]:
+                agent, feeds = agents.get(agent_id), self.feeds.get(agent_id)
+                if agent is None or not feeds:
                     continue
                 status = agent.status
-                if any(f.agent is None or f.agent["state"] != status for f in feeds):
-                    self._dirty.add(agent_id)
-            if self._dirty:
-                self._flush()
+                for f in feeds:
+                    if f.agent is None or f.agent["state"] != status:
+                        self._dirty.add(agent_id)
+                        break
+        if self._dirty:
+            self._flush()
 
     # ------------------------------------------------------------------ input
 
