@@ -254,3 +254,35 @@ async def test_the_page_says_when_it_is_disconnected_and_recovers(browser, world
     # and it is live again: an offer still arrives
     world.stack.call(caller_number=MARIA)
     await expect(page.get_by_test_id("offer-card")).to_be_visible(timeout=10_000)
+
+
+async def test_keyboard_only_sign_in_and_reject(browser, world_maker, shots):
+    setup = queue_setup([("alice", "agent1"), ("bob", "agent2")])
+    world = await world_maker(setup, {"agent1": NoAnswer(), "agent2": NoAnswer()}, speed=2)
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    await page.goto(world.url + "/")
+    token = page.locator("#token")
+    await expect(token).to_be_visible()
+    await expect(page.get_by_label(re.compile("Token"))).to_have_count(1)  # the field has a label
+    await token.focus()
+    await page.keyboard.type("not-a-real-token")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_test_id("login-error")).to_be_visible()
+    await token.fill("")
+    await page.keyboard.type("alice-e2e-token")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_test_id("agent-state")).to_have_attribute("data-state", "ready")
+
+    world.stack.call(caller_number=MARIA)
+    card = page.get_by_test_id("offer-card")
+    await expect(card).to_be_visible(timeout=10_000)
+    # focus moved into the card: Tab reaches Reject without the mouse
+    for _ in range(6):
+        focused = await page.evaluate("document.activeElement && document.activeElement.dataset.testid")
+        if focused == "offer-reject":
+            break
+        await page.keyboard.press("Tab")
+    assert focused == "offer-reject", focused
+    await page.keyboard.press("Enter")
+    await expect(card).to_have_count(0)
+    await world.stack.until(lambda: world.stack.sim.phones["agent2"].last_invite is not None)
