@@ -10,5 +10,8 @@ Layout (one job per module):
 - ``graph``   : the Graph API client (send text/template)
 - ``sender``  : per-conversation send queues, retries, failures
 - ``relay``   : live push (WebSocket/SSE hub) and the outgoing webhook
-- ``webhook`` / ``api`` : HTTP routes; ``auth`` tokens; ``service`` wiring; ``demo`` simulated traffic
+- ``writer``  : write transactions (SQLite: one synchronous connection, no per-statement thread hops)
+- ``webhook`` / ``api`` : HTTP routes; ``cors`` the panel's origins; ``templates`` approved templates
+- ``auth``    : the controller's token check (``controller.api.auth``) plus conversation visibility
+- ``metrics`` : counters and their Prometheus export; ``service`` wiring; ``demo`` simulated traffic
 """
