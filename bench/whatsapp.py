@@ -3,8 +3,8 @@
 ``python bench/whatsapp.py [--quick] [--pg-url URL] [--no-pg]``
 
 Everything is real except Meta: a sidecar on a loopback port, signed webhook POSTs over HTTP,
-durable storage (SQLite in WAL mode with the sidecar's ``synchronous=NORMAL``, or ``FULL`` with
-``--sqlite-synchronous FULL``; or PostgreSQL), processing, and a
+durable storage (SQLite in WAL mode with the sidecar's default ``synchronous=FULL``, or ``NORMAL``
+with ``--sqlite-synchronous NORMAL``; or PostgreSQL), processing, and a
 WebSocket agent client receiving every frame. A status counts only once its frame has reached
 that client ("verified + stored + processed + pushed").
 
@@ -61,7 +61,7 @@ def sign(body: bytes) -> str:
 
 
 class Bench:
-    def __init__(self, engine, sqlite_synchronous: str = "NORMAL") -> None:
+    def __init__(self, engine, sqlite_synchronous: str = "FULL") -> None:
         config = WhatsAppConfig(
             app_secret=SECRET,
             verify_token="v",
@@ -339,8 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         "--sqlite-synchronous",
         type=str.upper,
         choices=("NORMAL", "FULL"),
-        default="NORMAL",
-        help="the sidecar's SQLite durability (default NORMAL, the sidecar's default)",
+        default="FULL",
+        help="the sidecar's SQLite durability (default FULL, the sidecar's default)",
     )
     args = parser.parse_args(argv)
     if args.quick:

@@ -75,9 +75,10 @@ class WhatsAppConfig:
     orphan_ttl_hours: float = 72.0
     send_timeout: float = 15.0
     cors_origins: list[str] = field(default_factory=list)  # the panel's origins (exact)
-    # SQLite only: NORMAL (WAL) = a 200'd body survives a crash of the process, not a power cut;
-    # FULL also a power cut (fsync per commit, done off the event loop). PostgreSQL: always durable.
-    sqlite_synchronous: str = "NORMAL"
+    # SQLite only: FULL (default) = a 200'd body is on disk, it survives a power cut too (fsync per
+    # commit, off the event loop); NORMAL (WAL) survives a crash of the process only, and is
+    # faster. Meta never resends what got a 200, so "stored durably" means FULL. PostgreSQL: durable.
+    sqlite_synchronous: str = "FULL"
     templates: list[dict] = field(default_factory=list)  # approved templates: name, language, category, body
     agent_tokens: InitVar[Mapping[str, str] | None] = None
 

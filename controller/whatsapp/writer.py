@@ -68,7 +68,7 @@ def _sqlite_file(engine: AsyncEngine) -> str | None:
 
 class SidecarWriter:
     def __init__(
-        self, engine: AsyncEngine, *, synchronous: str = "NORMAL", busy_timeout: float = 30.0
+        self, engine: AsyncEngine, *, synchronous: str = "FULL", busy_timeout: float = 30.0
     ) -> None:
         sync = synchronous.upper()
         if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -149,14 +149,36 @@ class SidecarWriter:
             if self.synchronous in ("OFF", "NORMAL"):
                 conn.commit()  # appends to the WAL (page cache), no fsync: cheaper inline than a hop
             else:  # fsync: off the loop
-                try:
-                    await asyncio.shield(asyncio.to_thread(conn.commit))
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        conn.rollback()
-                    raise
+                await self._commit_in_thread(conn)
             self._dirty = True
             self.stats["transactions"] += 1
+
+    @staticmethod
+    async def _commit_in_thread(conn: Connection) -> None:
+        """COMMIT in a worker thread. Cancelling the caller does not cancel the commit: the
+        connection stays ours (the lock is held) until the thread is done with it, so the next
+        transaction can never run on it concurrently; a commit that succeeded stays committed
+        (the webhook is then answered by Meta's retry, deduplicated)."""
+        commit = asyncio.ensure_future(asyncio.to_thread(conn.commit))
+        cancelled = False
+        while True:
+            try:
+                await asyncio.shield(commit)
+                break
+            except asyncio.CancelledError:
+                if commit.done():
+                    break
+                cancelled = True  # wait for the thread first (an fsync: milliseconds)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+                raise
+        if commit.done() and not commit.cancelled() and commit.exception() is not None:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            raise commit.exception()  # type: ignore[misc]
+        if cancelled:
+            raise asyncio.CancelledError
 
     # ----------------------------------------------------------------- checkpoints
 

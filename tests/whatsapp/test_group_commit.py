@@ -156,3 +156,56 @@ async def test_sqlite_writer_commits_in_both_modes(tmp_path, sync: str) -> None:
     await engine.dispose()
     with pytest.raises(ValueError, match="synchronous"):
         SidecarWriter(engine, synchronous="SOMETIMES")
+
+
+async def test_cancelled_during_the_fsync_commit_the_connection_is_not_reused_until_it_is_done(
+    tmp_path, monkeypatch
+) -> None:
+    """A shutdown (or a client gone) cancelling a write while its COMMIT runs in a thread must
+    neither roll back under the running commit nor let the next transaction in on the same
+    connection: the commit finishes, stays committed, and the next transaction follows it."""
+    import threading
+
+    from controller.store import create_engine, upgrade
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/c.sqlite3")
+    await upgrade(engine)
+    writer = SidecarWriter(engine, synchronous="FULL")
+    conn = writer._connection()
+    real_commit = conn.commit
+    committing, release = threading.Event(), threading.Event()
+
+    def slow_commit() -> None:
+        committing.set()
+        release.wait(5)
+        real_commit()
+
+    monkeypatch.setattr(conn, "commit", slow_commit)
+
+    async def first() -> None:
+        async with writer.transaction() as c:
+            await c.execute(text("UPDATE wa_counters SET value = 1 WHERE name = 'cursor'"))
+
+    task = asyncio.create_task(first())
+    await asyncio.to_thread(committing.wait, 5)
+    task.cancel()
+    second_done = asyncio.Event()
+
+    async def second() -> None:
+        async with writer.transaction() as c:
+            await c.execute(text("UPDATE wa_counters SET value = value + 10 WHERE name = 'cursor'"))
+        second_done.set()
+
+    monkeypatch.setattr(conn, "commit", real_commit)
+    other = asyncio.create_task(second())
+    await asyncio.sleep(0.05)
+    assert not second_done.is_set()  # still waiting for the first commit's thread
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.wait_for(other, 5)
+    async with engine.connect() as c:
+        value = (await c.execute(text("SELECT value FROM wa_counters WHERE name = 'cursor'"))).scalar_one()
+        assert value == 11
+    await writer.close()
+    await engine.dispose()
