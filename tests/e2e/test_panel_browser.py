@@ -91,14 +91,16 @@ async def test_reject_on_the_card_rings_the_next_agent(browser, world_maker, sho
     await expect(page.get_by_test_id("offer-card")).to_be_visible(timeout=10_000)
     offer_id = await page.get_by_test_id("offer-card").get_attribute("data-offer-id")
     call_id = world.stack.controller.engine.offers[offer_id].call_id
-    alice_invite = world.stack.sim.phones["agent1"].last_invite
-    assert alice_invite is not None and alice_invite.outcome in ("trying", "ringing")
+    phone = world.stack.sim.phones["agent1"]
+    await world.stack.until(lambda: phone.last_invite is not None)  # the card may show before the INVITE
+    alice_invite = phone.last_invite
+    assert alice_invite.outcome in ("trying", "ringing")
 
     await page.get_by_test_id("offer-reject").click()
     await expect(page.get_by_test_id("offer-card")).to_have_count(0)
     await expect(page.get_by_test_id("toast").first).to_be_visible()
     await world.stack.until(lambda: world.stack.sim.phones["agent2"].last_invite is not None)
-    assert alice_invite.outcome == "cancelled"  # her phone stopped ringing
+    await world.stack.until(lambda: alice_invite.outcome == "cancelled")  # her phone stopped ringing
     bob_offer = world.stack.controller.engine.agents["bob"].live_offer
     assert bob_offer is not None
     assert world.stack.controller.engine.offers[bob_offer].call_id == call_id

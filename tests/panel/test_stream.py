@@ -113,6 +113,8 @@ async def test_reject_on_the_card_rings_the_next_agent_and_says_who_had_it(make)
     await alice.next(), await bob.next()
     stack.call()
     card = (await alice.next(offer_frame))["offer"]
+    phone = stack.sim.phones["agent1"]
+    await stack.until(lambda: phone.last_invite is not None)  # ringing (the card can come first)
 
     status, body, _ = await stack.request("POST", f"/api/offers/{card['id']}/reject", token=TOKENS["alice"])
     assert status == 200 and body["outcome"] == "rejected"
