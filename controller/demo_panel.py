@@ -97,7 +97,16 @@ def demo_routes(controller: Controller, phone: Phone, identify: Any) -> Any:
             raise ApiError(404, "not_found", f"agent {agent_id!r} has no softphone on this page")
         if action not in ("answer", "decline"):
             raise ApiError(404, "not_found", "unknown phone action; one of answer, decline")
-        ringing = [i for i in phone.active_calls if i.outcome in ("trying", "ringing")]
+        def ringing_now() -> list[Any]:
+            return [i for i in phone.active_calls if i.outcome in ("trying", "ringing")]
+
+        ringing = ringing_now()
+        offered = controller.engine.agents[agent_id].live_offer is not None
+        for _ in range(40):  # the card can show a moment before the INVITE reaches the phone
+            if ringing or not offered:
+                break
+            await asyncio.sleep(0.05)
+            ringing = ringing_now()
         if not ringing:
             raise ApiError(409, "conflict", "your phone is not ringing")
         invite = ringing[-1]
