@@ -97,10 +97,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _principal(request: web.Request) -> Principal:
-    try:
-        return _ctx(request).auth.identify(request.headers.get("Authorization"))
-    except AuthError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    return identify(_ctx(request).auth, request.headers.get("Authorization"))
 
 
 def admin_only(handler: Handler) -> Handler:

@@ -79,9 +79,6 @@ class CrmLookup:
         self._tasks: set[asyncio.Task] = set()
         self.stats: Counter[str] = Counter()
 
-    def state(self, call_id: str) -> dict[str, Any] | None:
-        return self._results.get(call_id)
-
     def request(self, call_id: str, fields: dict[str, str]) -> dict[str, Any]:
         """The lookup's state for this call, starting it on first ask."""
         found = self._results.get(call_id)
