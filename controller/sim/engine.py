@@ -107,6 +107,12 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
         # clock seconds between a /channels/create 200 and the channel's Stasis entry (StasisStart);
         # until then channel operations get 409 "Channel not in Stasis application"
         self.stasis_entry_delay = 0.0
+        # deliver channel-topic events twice to an app subscribed to the channel and its endpoint,
+        # as Asterisk does (see _recips); off by default until the controller copes with it
+        self.duplicate_channel_events = False
+        # addChannel of a channel that is playing waits for the playback's end (Asterisk does);
+        # off by default until the controller stops its prompt before bridging
+        self.add_waits_for_playback = False
         self._changed = changed
 
     # ------------------------------------------------------------------------------------------
@@ -116,6 +122,10 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
         return self.clock.call_at(self.clock.now() + max(0.0, delay), cb, *args)
 
     def _recips(self, ch: Channel, bridge: Bridge | None = None) -> Iterable[App]:
+        """Apps that get an event of ``ch``. An app subscribed to both the channel and its endpoint
+        gets channel-topic events twice: res/stasis/app.c forwards the channel's topic to the app
+        and the endpoint's topic (which carries its channels' messages) too, with no de-duplication.
+        For bridge events (``bridge`` given) and subscribeAll apps there is one forward."""
         ep = ch.endpoint
         epsubs = ep.subs if ep is not None else ()
         techsubs = self.tech_subs.get(ch.tech) if self.tech_subs else None
@@ -123,13 +133,20 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
         if not epsubs and not allapps and not techsubs and (bridge is None or not bridge.subs):
             return ch.subs
         out = set(ch.subs)
-        out.update(epsubs)
         out.update(allapps)
         if techsubs:
             out.update(techsubs)
         if bridge is not None:
             out.update(bridge.subs)
-        return out
+            out.update(epsubs)
+            return out
+        twice = (
+            [app for app in epsubs if app not in allapps and app in ch.subs]
+            if self.duplicate_channel_events
+            else ()
+        )
+        out.update(epsubs)
+        return [*out, *twice] if twice else out
 
     def _emit(self, type_: str, recips: Iterable[App], mid: str, pre: str = "") -> None:
         body = f'{{{pre}"type": "{type_}", "timestamp": "{self.ts.fmt()}"{mid}{self._aid}'
@@ -220,7 +237,8 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
             elif kind == "bridge":
                 self.sub_bridge(app, obj)
             elif kind == "endpoint":
-                obj.subs.add(app)
+                # one forward per endpoint, counted: N subscribes need N unsubscribes (res/stasis/app.c)
+                obj.subs[app] = obj.subs.get(app, 0) + 1
                 app.endpoints[obj.key] = obj
             elif kind == "tech":
                 self.tech_subs.setdefault(obj, set()).add(app)
@@ -246,8 +264,13 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
             elif kind == "bridge":
                 self.unsub_bridge(app, obj)
             elif kind == "endpoint":
-                obj.subs.discard(app)
-                app.endpoints.pop(obj.key, None)
+                left = obj.subs.get(app, 0) - 1
+                if left > 0:
+                    obj.subs[app] = left
+                else:
+                    obj.subs.pop(app, None)
+                    app.endpoints.pop(obj.key, None)
+                    self.apps.cleanup(app)
             elif kind == "tech":
                 self.tech_subs.get(obj, set()).discard(app)
                 app.tech_endpoints.discard(obj)
