@@ -173,6 +173,8 @@ class SimAsterisk:
         for ch in list(self.engine.channels.values()):
             if ch.dial_timer is not None:
                 ch.dial_timer.cancel()
+            if ch.stasis_pending is not None:
+                ch.stasis_pending.cancel()
         for pb in self.engine.playbacks.values():
             if pb.timer is not None:
                 pb.timer.cancel()
