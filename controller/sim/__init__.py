@@ -56,7 +56,8 @@ duplicate_channel_events=False, add_waits_for_playback=False)``
     the app sees only the Local ``;2`` channel); phones may be added, registered and unregistered
     at any time;
     ``calls``; ``traffic(rate=..., seed=None, **kw) -> TrafficGenerator``;
-    ``await drop_connections(app=None)`` closes the app's websocket(s) server-side;
+    ``await drop_connections(app=None, *, refuse_for=None)`` closes the app's websocket(s) server-side
+    (and refuses new ones for ``refuse_for`` clock seconds);
     ``event_log`` (list of EventRecord: app, type, raw, data, delivered, t),
     ``events(app=None, types=None)``;
     ``await wait_for(pred, timeout=5)``,

@@ -278,8 +278,11 @@ class SimAsterisk:
         """A Poisson traffic generator bound to this sim (not started). See TrafficGenerator."""
         return TrafficGenerator(self, rate=rate, seed=self.seed if seed is None else seed, **kwargs)
 
-    async def drop_connections(self, app: str | None = None) -> None:
-        """Close the events websocket(s) server-side (all, or those serving ``app``)."""
+    async def drop_connections(self, app: str | None = None, *, refuse_for: float | None = None) -> None:
+        """Close the events websocket(s) server-side (all, or those serving ``app``); with
+        ``refuse_for`` new websocket connections are refused (503) for that many clock seconds."""
+        if refuse_for is not None:
+            self.refuse_websockets(refuse_for)
         conns = [c for c in list(self.http.connections) if app is None or app in c.apps]
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
         for conn in conns:
