@@ -10,7 +10,7 @@ the order of a create's 200 and its StasisStart (sub-millisecond) is not compare
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -141,11 +141,13 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-async def replay(make_sim: Callable[..., Any], http: aiohttp.ClientSession, name: str) -> Replay:
-    scenario = SCENARIOS[name]
+async def replay(
+    make_sim: Callable[..., Any], http: aiohttp.ClientSession, name: str, scenario: Scenario | None = None
+) -> Replay:
+    scenario = scenario or SCENARIOS[name]
     # Speed 12: a request that the trace issued 1.5 s (clock) before a phone's timed action keeps a
-    # 125 ms wall-clock margin, plenty on a loaded CI machine; all 20 traces still replay in ~8 s.
-    # the sim's strictest settings: what Asterisk does even where the controller does not cope yet
+    # 125 ms wall-clock margin, plenty on a loaded CI machine; all traces still replay in ~13 s.
+    # The sim's strictest settings: what Asterisk does even where the controller does not cope yet.
     strict = {"add_waits_for_playback": True, "duplicate_channel_events": True}
     kwargs: dict[str, Any] = {"clock": Clock(REPLAY_SPEED), **strict, **scenario.sim}
     if scenario.dialplan is not None:
@@ -181,3 +183,39 @@ def test_every_trace_has_a_scenario() -> None:
     require_traces()
     recorded = {p.stem for p in TRACES.glob("*.json")}
     assert recorded <= set(SCENARIOS), recorded - set(SCENARIOS)
+
+
+# -- the harness itself: a sim that gets a traced behaviour wrong must fail its replay ---------------
+
+
+async def test_harness_catches_an_add_channel_answered_too_early(
+    make_sim: Callable[..., Any], http: aiohttp.ClientSession
+) -> None:
+    name = "confirm_dtmf_during_prompt"
+    lax = replace(SCENARIOS[name], sim={**SCENARIOS[name].sim, "add_waits_for_playback": False})
+    try:
+        run = await replay(make_sim, http, name, lax)
+    except AssertionError as exc:  # the replay itself noticed (events missing)
+        problems = [str(exc)]
+    else:
+        problems = run.event_diffs() + run.order_diffs()
+    assert any("ChannelEnteredBridge" in p or "addChannel" in p for p in problems), problems
+
+
+async def test_harness_catches_a_dial_that_should_have_been_refused(
+    make_sim: Callable[..., Any], http: aiohttp.ClientSession
+) -> None:
+    name = "create_then_dial_race"
+    run = await replay(make_sim, http, name, replace(SCENARIOS[name], hooks={}))
+    problems = run.rest_diffs()
+    assert any("got 204" in p and "trace 409" in p for p in problems), problems
+
+
+async def test_harness_compares_the_updates_phones_get(
+    make_sim: Callable[..., Any], http: aiohttp.ClientSession
+) -> None:
+    name = "bridge_connected_line_privacy"
+    run = await replay(make_sim, http, name)
+    assert not sip_diffs(run)
+    run.sim.phones["agent1"].invites[0].connected_updates.clear()  # as if no UPDATE had reached it
+    assert any("UPDATEs showed []" in p for p in sip_diffs(run)), sip_diffs(run)
