@@ -1,7 +1,7 @@
 """The simulated Asterisk core: channel lifecycles, dialing, bridges, playbacks and event fan-out.
 
-Every sequence here reproduces a recorded Asterisk 22.10.1 trace (see
-/work/shared/ari-api-docs/traces). REST handlers and the simulated SIP user agents (phones,
+Every sequence here reproduces a recorded Asterisk 22.10.1 trace (``ari-api-docs/traces`` in the
+shared folder). REST handlers and the simulated SIP user agents (phones,
 callers) both drive this object; it never awaits, so an operation and the events it causes are one
 atomic step, and all delays go through the shared Clock. Mixins of Engine, one job each:
 subscriptions.py, outbound.py (create/dial/originate), bridging.py, playback.py, dialplan.py
