@@ -80,7 +80,7 @@ SCENARIOS: dict[str, Scenario] = {
     "dtmf_confirm": Scenario(
         phones={"agent1": Answer(after=1.0)},
         callers=CUSTOMER,
-        per_object=True,
+        per_object=True,  # the recorder's two closing DELETEs ran concurrently: their events interleave
         hooks={"agent phone sends DTMF": _phone_dtmf},
     ),
     "endpoint_state": Scenario(
