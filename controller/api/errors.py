@@ -19,11 +19,15 @@ class ApiError(Exception):
         self.details = details
 
 
-def error_response(status: int, code: str, message: str, **details: Any) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **details: Any
+) -> web.Response:
     body: dict[str, Any] = {"error": code, "message": message}
     body.update(details)
-    headers = {"WWW-Authenticate": 'Bearer realm="acd"'} if status == 401 else None
-    return web.json_response(body, status=status, headers=headers)
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="acd"'
+    return web.json_response(body, status=status, headers=headers or None)
 
 
 @web.middleware
@@ -40,7 +44,9 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
             404: f"no such endpoint: {request.method} {request.path} (see /api/openapi.json)",
             405: f"{request.method} is not allowed on {request.path}",
         }.get(exc.status, exc.reason)
-        return error_response(exc.status, code, message)
+        # RFC 9110: a 405 names the methods the resource does allow
+        kept = {k: v for k, v in exc.headers.items() if k == "Allow"}
+        return error_response(exc.status, code, message, kept)
     except Exception:
         log.exception("API request failed", extra={"method": request.method, "path": request.path})
         return error_response(500, "internal_error", "internal error; the controller's log has the details")
