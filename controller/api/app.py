@@ -28,7 +28,8 @@ from controller.api import views
 from controller.api.auth import Auth, AuthError, Principal
 from controller.api.errors import ApiError, errors_middleware
 from controller.api.metrics import CONTENT_TYPE, Metrics
-from controller.api.openapi import openapi_spec
+from controller.api.openapi import MAX_LIMIT, MAX_OFFSET, MAX_REASON, openapi_spec
+from controller.logs import quiet_malformed_requests
 from controller.panel import routes as panel_routes
 from controller.panel.routes import PanelConfig
 from controller.store import reports
@@ -42,9 +43,6 @@ __all__ = ["ApiContext", "build_app", "serve"]
 
 log = logging.getLogger("controller.api")
 
-MAX_LIMIT = 500
-MAX_OFFSET = 10**9
-MAX_REASON = 200
 AGENT_ACTIONS = ("login", "logout", "pause", "ready")
 OFFER_ACTIONS = ("accept", "reject")
 CTX = web.AppKey("acd_api", "ApiContext")
@@ -522,6 +520,7 @@ def identify(auth: Auth, authorization: str | None) -> Principal:
 
 async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Start serving; returns the runner (``await runner.cleanup()`` to stop) and the base URL."""
+    quiet_malformed_requests()
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

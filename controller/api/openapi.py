@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["openapi_spec"]
+__all__ = ["MAX_LIMIT", "MAX_OFFSET", "MAX_REASON", "openapi_spec"]
+
+MAX_LIMIT = 500  # /api/calls page size
+MAX_OFFSET = 10**9
+MAX_REASON = 200  # characters of a pause reason
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -43,6 +47,7 @@ def _p(name: str, description: str, enum: list[str] | None = None) -> dict[str, 
 
 
 _TIME = {"type": "string", "format": "date-time"}
+_LIMIT = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}
 _NO_CONTROL = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"  # no control characters (C0, DEL, C1)
 # since/until also take a plain date (midnight UTC); empty is refused like any other non-date
 _WHEN = {"type": "string", "anyOf": [{"format": "date-time"}, {"format": "date"}], "minLength": 10}
@@ -67,7 +72,7 @@ def _agent_action(action: str, summary: str) -> dict[str, Any]:
                     "schema": {
                         "type": "object",
                         "properties": {
-                            "reason": {"type": "string", "maxLength": 200, "pattern": _NO_CONTROL}
+                            "reason": {"type": "string", "maxLength": MAX_REASON, "pattern": _NO_CONTROL}
                         },
                         "additionalProperties": False,
                     }
@@ -227,11 +232,11 @@ def openapi_spec() -> dict[str, Any]:
                             {"enum": ["completed", "abandoned", "overflowed"]},
                         ),
                         _q("agent", "calls offered to this agent (answered or not)", {"type": "string"}),
-                        _q("limit", "page size (default 50)", {"type": "integer", "minimum": 1, "maximum": 500}),
+                        _q("limit", "page size (default 50)", _LIMIT),
                         _q(
                             "offset",
                             "calls to skip (next_offset of the previous page)",
-                            {"type": "integer", "minimum": 0, "maximum": 10**9},
+                            {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
                         ),
                     ],
                     "responses": {

@@ -61,12 +61,19 @@ class Parsed:
     problems: list[str] = field(default_factory=list)
 
 
+# Meta's timestamps are Unix seconds. Beyond year 9999 no clock, database or browser copes
+# ("1e400" is infinity, "1e300" an Invalid Date in the panel): treated as missing.
+MAX_TS = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
 def _ts(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
     try:
         ts = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return ts if ts == ts and ts >= 0 else None  # NaN, negatives
+    return ts if 0 <= ts <= MAX_TS else None  # NaN, infinities, negatives, far future
 
 
 def _s(value: Any) -> str | None:
@@ -164,6 +171,8 @@ def _parse_value(value: dict, where: str, out: Parsed) -> None:
         if item.customer_key is None:
             out.problems.append(f"{where}.messages[{mi}] has neither from nor from_user_id")
             continue
+        if item.ts is None and msg.get("timestamp") is not None:
+            out.problems.append(f"{where}.messages[{mi}] has no valid timestamp; using the time received")
         out.inbound.append(item)
 
     for si, st in enumerate(_list(value.get("statuses"))):

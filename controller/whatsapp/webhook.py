@@ -183,7 +183,7 @@ async def receive(request: web.Request) -> web.Response:
         return _reject(401, reason, "bad signature", metrics, peer=request.remote)
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, or nested past Python's stack
         return _reject(400, "invalid_json", "invalid JSON", metrics, bytes=len(body))
     if not isinstance(doc, dict):
         return _reject(400, "invalid_json", "JSON body must be an object", metrics)
