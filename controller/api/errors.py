@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
 
 log = logging.getLogger("controller.api")
+
+REJECTED = web.AppKey("acd_api_rejected", Counter)  # error code -> refusals (for /metrics)
 
 
 class ApiError(Exception):
@@ -35,6 +38,8 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
     try:
         return await handler(request)
     except ApiError as exc:
+        if 400 <= exc.status < 500 and REJECTED in request.app:
+            request.app[REJECTED][exc.code] += 1
         return error_response(exc.status, exc.code, exc.message, **exc.details)
     except web.HTTPException as exc:
         if exc.status < 400:

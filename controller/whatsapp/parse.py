@@ -7,12 +7,31 @@ username-only users (``from_user_id``/``user_id``) are tolerated.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from controller.whatsapp.chat import MetaError, StatusUpdate
 
-__all__ = ["ChannelError", "Inbound", "Parsed", "StatusEvent", "parse_webhook"]
+__all__ = ["ChannelError", "Inbound", "Parsed", "StatusEvent", "load_json", "parse_webhook"]
+
+
+def _number(text: str) -> float | str:
+    value = float(text)
+    return value if math.isfinite(value) else text  # 1e400 kept as written, never an infinity
+
+
+def _constant(name: str) -> None:
+    return None  # NaN, Infinity, -Infinity: not JSON, whatever Python's parser accepts
+
+
+def load_json(body: bytes | str) -> Any:
+    """A webhook body as Python with every number finite, so its parts store and show as JSON.
+
+    Raises ValueError (not JSON, not UTF-8) or RecursionError (nested past Python's stack).
+    """
+    return json.loads(body, parse_float=_number, parse_constant=_constant)
 
 
 @dataclass(frozen=True, slots=True)
