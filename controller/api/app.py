@@ -26,7 +26,7 @@ from controller.acd import events as ev
 from controller.acd.engine import LIVE_OFFER_STATES, CallState, OfferState, Presence
 from controller.api import views
 from controller.api.auth import Auth, AuthError, Principal
-from controller.api.errors import REJECTED, ApiError, errors_middleware
+from controller.api.errors import MAX_BODY, REJECTED, ApiError, errors_middleware
 from controller.api.metrics import CONTENT_TYPE, Metrics
 from controller.api.openapi import MAX_LIMIT, MAX_OFFSET, MAX_REASON, openapi_spec
 from controller.logs import quiet_malformed_requests
@@ -487,7 +487,7 @@ def _value(v: Any) -> Any:
 
 
 def build_app(ctx: ApiContext) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
     app[CTX] = ctx
     app[REJECTED] = ctx.metrics.api_rejected if ctx.metrics is not None else Counter()
     r = app.router

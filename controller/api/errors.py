@@ -10,6 +10,7 @@ from aiohttp import web
 
 log = logging.getLogger("controller.api")
 
+MAX_BODY = 64 * 1024  # the API's requests are small JSON objects
 REJECTED = web.AppKey("acd_api_rejected", Counter)  # error code -> refusals (for /metrics)
 
 
@@ -44,10 +45,11 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status, "http_error")
         message = {
-            404: f"no such endpoint: {request.method} {request.path} (see /api/openapi.json)",
-            405: f"{request.method} is not allowed on {request.path}",
+            404: f"no such endpoint: {request.method} {request.path!r} (see /api/openapi.json)",
+            405: f"{request.method} is not allowed on {request.path!r}",
+            413: f"the request body is over {MAX_BODY // 1024} KiB",
         }.get(exc.status, exc.reason)
         # RFC 9110: a 405 names the methods the resource does allow
         kept = {k: v for k, v in exc.headers.items() if k == "Allow"}
