@@ -139,14 +139,19 @@ def _param_time(request: web.Request, name: str) -> datetime | None:
             value = datetime.combine(date.fromisoformat(raw), time(0), UTC)
         else:
             value = datetime.fromisoformat(raw)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except (ValueError, OverflowError):  # an empty value is no more absent than "yesterday"
+    except ValueError:  # an empty value is no more absent than "yesterday"
         raise ApiError(
             400,
             "bad_request",
             f"{name}: must be an ISO 8601 date or date-time such as 2026-11-25 or 2026-11-25T08:00:00Z,"
             f" got {raw!r}",
         ) from None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before any UTC datetime: the earliest one
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 def _param_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:

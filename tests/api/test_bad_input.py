@@ -123,3 +123,10 @@ async def test_admin_and_agent_both_get_404_for_unknown_offers(stack) -> None:
     for token in (ADMIN, ALICE_TOKEN):
         status, body, _ = await stack.request("POST", "/api/offers/nope-1/accept", token=token)
         assert (status, body["error"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+async def test_times_at_the_edge_of_the_calendar_are_answered(stack, since) -> None:
+    for path in ("/api/calls", "/api/queues"):
+        status, body, _ = await stack.request("GET", f"{path}?since={since.replace('+', '%2B')}")
+        assert status == 200, body
