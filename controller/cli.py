@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from controller.acd.setup import Acceptance, AcdSetup, QueueConfig
-from controller.config import ConfigError, Settings, load_settings, load_setup, redact_url, setup_warnings
+from controller.config import (
+    MIN_SECRET,
+    ConfigError,
+    Settings,
+    load_settings,
+    load_setup,
+    redact_url,
+    setup_warnings,
+)
 from controller.logs import setup_logging
 
 __all__ = ["build_parser", "format_summary", "main"]
@@ -226,13 +234,27 @@ def format_summary(setup: AcdSetup, path: Path | str, settings: Settings | None 
         ]
         lines += ["", "Settings (ACD_* environment / .env)", *_table(rows)]
 
-    warnings = setup_warnings(setup)
+    warnings = [f"{path}: {w}" for w in setup_warnings(setup)]
+    warnings += [f"settings: {w}" for w in (secret_warnings(settings) if settings is not None else [])]
     if warnings:
-        lines += ["", "Warnings"] + [f"  {path}: {w}" for w in warnings]
+        lines += ["", "Warnings"] + [f"  {w}" for w in warnings]
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- commands
+
+
+def secret_warnings(settings: Settings) -> list[str]:
+    return [
+        f"{name}: shorter than {MIN_SECRET} characters; easy to guess, and not masked by value in logs"
+        for name in settings.short_secrets()
+    ]
+
+
+def _start_logging(settings: Settings) -> None:
+    setup_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    for warning in secret_warnings(settings):
+        log.warning("settings: %s", warning)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -276,7 +298,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     setup = load_setup(settings.config)
     settings.require_ari_password()
-    setup_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    _start_logging(settings)
     for warning in setup_warnings(setup):
         log.warning("config: %s", warning, extra={"config": str(settings.config)})
     return _finish(_app().run_controller(settings, setup))
@@ -284,13 +306,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    setup_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    _start_logging(settings)
     return _finish(_app().run_demo(args))
 
 
 def _cmd_sidecar(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    setup_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    _start_logging(settings)
     from controller.whatsapp.service import WhatsAppConfig, run_sidecar
 
     config = WhatsAppConfig.from_settings(settings)  # the queue file's token hashes; ConfigError -> 2
@@ -311,7 +333,7 @@ async def _db_upgrade(settings: Settings) -> int:
 
 def _cmd_db(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    setup_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    _start_logging(settings)
     return _finish(_db_upgrade(settings))
 
 

@@ -73,6 +73,17 @@ class ConfigError(Exception):
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/\s:@]*):(?P<pw>[^/\s@]*)@")
 
 
+# The store speaks asyncio: the plain forms people copy from elsewhere map to the async drivers.
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+MIN_SECRET = 8  # shorter secrets are not masked by value in logs (see controller.logs.add_secret)
+
+
 def redact_url(url: str) -> str:
     """``postgresql://acd:secret@db/acd`` -> ``postgresql://acd:***@db/acd`` (for printing)."""
     return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
@@ -183,6 +194,10 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
             raise PydanticCustomError("acd", "an http:// or https:// URL")
+        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            # the client authenticates with ACD_ARI_USER/ACD_ARI_PASSWORD; a second set in the URL
+            # would be ambiguous (and printed wherever the URL is)
+            raise PydanticCustomError("acd", "credentials in the URL")
         return value.rstrip("/")
 
     @field_validator("wa_graph_url")
@@ -250,9 +265,19 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _db_url(cls, value: str) -> str:
-        if "://" not in value:
-            raise PydanticCustomError("acd", "an SQLAlchemy URL")
-        return value
+        scheme, sep, rest = value.strip().partition("://")
+        driver = _ASYNC_DRIVERS.get(scheme.lower(), scheme.lower())
+        if not sep or driver not in _ASYNC_DRIVERS.values():
+            raise PydanticCustomError("acd", "an SQLAlchemy URL with an async driver")
+        url = f"{driver}://{rest}"
+        from sqlalchemy.engine import make_url  # here: check-config stays light without a URL to read
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(url)
+        except (ArgumentError, ValueError):
+            raise PydanticCustomError("acd", "a well-formed URL") from None
+        return url
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -287,6 +312,18 @@ class Settings(BaseSettings):
             values.append(match["pw"])
         return [v for v in values if v]
 
+    def short_secrets(self) -> list[str]:
+        """The secret settings set to fewer than MIN_SECRET characters (guessable; not masked in logs)."""
+        names = [
+            (ENV_PREFIX + name).upper()
+            for name in sorted(_SECRET_SETTINGS)
+            if 0 < len(getattr(self, name).get_secret_value()) < MIN_SECRET
+        ]
+        match = _URL_CREDENTIALS.search(self.database_url)
+        if match and 0 < len(match["pw"]) < MIN_SECRET:
+            names.append("ACD_DATABASE_URL (its password)")
+        return names
+
     def require_ari_password(self) -> str:
         """The ARI password, or ConfigError: ``run`` can't talk to Asterisk without it."""
         password = self.ari_password.get_secret_value()
@@ -299,12 +336,14 @@ class Settings(BaseSettings):
 
 
 _SETTING_EXPECT: dict[str, str] = {
-    "ari_url": "an http:// or https:// URL such as http://127.0.0.1:8088",
+    "ari_url": "an http:// or https:// URL such as http://127.0.0.1:8088, without user:password in it"
+    " (set ACD_ARI_USER and ACD_ARI_PASSWORD instead)",
     "ari_user": "a non-empty ARI user name (from ari.conf)",
     "ari_password": "a string",
     "ari_app": "a non-empty Stasis application name",
     "config": "a file path",
-    "database_url": "an SQLAlchemy URL such as sqlite+aiosqlite:///./data/acd.sqlite3",
+    "database_url": "sqlite+aiosqlite:///PATH (such as sqlite+aiosqlite:///./data/acd.sqlite3) or"
+    " postgresql+asyncpg://USER:PASSWORD@HOST:5432/DB (sqlite:// and postgresql:// are read as these)",
     "http_host": "a non-empty host name or IP address",
     "http_port": "a TCP port number 1-65535",
     "log_level": "one of " + ", ".join(_LOG_LEVELS),
@@ -381,8 +420,8 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
                 shown = "nothing"
             elif key in _SECRET_SETTINGS:
                 shown = "a value that is not shown"
-            else:
-                shown = repr(value)
+            else:  # a URL's password never reaches the terminal
+                shown = repr(redact_url(value) if isinstance(value, str) else value)
             problems.append(f"settings: {env_name}: must be {expect}, got {shown}")
         raise ConfigError(problems) from None
     if settings.events_url and not settings.events_secret.get_secret_value():
@@ -682,6 +721,7 @@ def load_setup(path: str | Path) -> AcdSetup:
 
     agents: dict[str, AgentConfig] = {}
     endpoint_owner: dict[str, str] = {}
+    token_owner: dict[str, str] = {}
     for agent_id, raw in raw_agents.items():
         where = _path("agents", agent_id)
         if not _NAME.match(agent_id):
@@ -722,6 +762,16 @@ def load_setup(path: str | Path) -> AcdSetup:
             ok = False
         else:
             endpoint_owner[endpoint_key] = agent_id
+        if model.token_sha256 is not None:
+            if model.token_sha256 in token_owner:
+                # one token for two agents would act as whichever the API happened to match
+                problems.append(
+                    f"{_path('agents', agent_id, 'token_sha256')}: the same token as agent "
+                    f"{token_owner[model.token_sha256]}; give each agent its own token"
+                )
+                ok = False
+            else:
+                token_owner[model.token_sha256] = agent_id
         if ok:
             agents[agent_id] = AgentConfig(
                 id=agent_id,

@@ -20,6 +20,7 @@ import logging
 import re
 import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -28,12 +29,15 @@ from pydantic import SecretStr
 
 __all__ = [
     "JsonFormatter",
+    "MalformedRequestFilter",
     "RedactingFilter",
     "TextFormatter",
     "add_secret",
     "clear_secrets",
+    "escape_controls",
     "extra_fields",
     "redact",
+    "quiet_malformed_requests",
     "setup_logging",
 ]
 
@@ -66,35 +70,59 @@ _SECRET_KEY = re.compile(
     rf"^[\w.\-]*(?:{_SECRET_WORDS}|authorization|cookie|credentials?)[\w\-]*$", re.IGNORECASE
 )
 
+MIN_SECRET = 8  # shorter values are common words or fragments: masking them would mangle lines
+
 _secrets: set[str] = set()
-_secrets_sorted: tuple[str, ...] = ()  # longest first, rebuilt when a secret is added
+_secret_re: re.Pattern[str] | None = None  # registered secrets as whole tokens, longest first
 _secrets_lock = threading.Lock()
+_EDGE = r"A-Za-z0-9"  # a secret counts only where it is not part of a longer word
 
 
-def add_secret(value: str | SecretStr | None) -> None:
-    """Register a literal secret (e.g. the ARI password) to be masked wherever it appears."""
+def add_secret(value: str | SecretStr | None) -> bool:
+    """Register a literal secret (e.g. the ARI password) to be masked where it appears as a token.
+
+    Refused (returns False) when shorter than :data:`MIN_SECRET`: masking "none" would turn
+    "nonexistent" into "***existent" and point at the secret. Such a secret is still masked
+    where it is a known secret field or sits in a URL, like every other.
+    """
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
-    global _secrets_sorted
-    if value and len(value) >= 3:  # masking "a" everywhere would wreck every line
-        with _secrets_lock:
-            _secrets.add(value)
-            _secrets_sorted = tuple(sorted(_secrets, key=len, reverse=True))
+    if not value or len(value) < MIN_SECRET:
+        return False
+    global _secret_re
+    with _secrets_lock:
+        _secrets.add(value)
+        alternatives = "|".join(re.escape(v) for v in sorted(_secrets, key=len, reverse=True))
+        _secret_re = re.compile(rf"(?<![{_EDGE}])(?:{alternatives})(?![{_EDGE}])")
+    return True
 
 
 def clear_secrets() -> None:
     """Forget registered secrets (tests)."""
-    global _secrets_sorted
+    global _secret_re
     with _secrets_lock:
         _secrets.clear()
-        _secrets_sorted = ()
+        _secret_re = None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    return f"\\x{ord(m[0]):02x}"
+
+
+def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
+    """``ESC[31m`` -> ``\\x1b[31m``: a log line never carries terminal escapes, NULs or forged lines."""
+    return (_CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL).sub(_escape_char, text)
 
 
 def redact(text: str) -> str:
     """Mask credentials in ``text``: URL passwords, secret-ish key=value pairs, registered secrets."""
-    for secret in _secrets_sorted:
-        if secret in text:
-            text = text.replace(secret, MASK)
+    pattern = _secret_re
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
     if "=" not in text and ":" not in text:
         return text  # every pattern below needs a separator: the common, cheap case
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
@@ -128,7 +156,7 @@ def _timestamp(record: logging.LogRecord) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
-_BARE = re.compile(r"^[^\s\"=]+$")
+_BARE = re.compile(r"^[^\s\"=\x00-\x1f\x7f-\x9f]+$")
 
 
 def _text_value(value: Any) -> str:
@@ -139,20 +167,21 @@ def _text_value(value: Any) -> str:
     if isinstance(value, dict | list):
         value = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
     text = str(value)
-    return text if _BARE.match(text) else json.dumps(text, ensure_ascii=False)
+    return text if _BARE.match(text) else escape_controls(json.dumps(text, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
     """``TS LEVEL logger message key=value ...``; tracebacks follow on their own lines."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [_timestamp(record), record.levelname, record.name, redact(record.getMessage())]
+        message = escape_controls(redact(record.getMessage()))
+        parts = [_timestamp(record), record.levelname, record.name, message]
         parts += [f"{k}={_text_value(v)}" for k, v in extra_fields(record).items()]  # already clean
         line = " ".join(parts)
         if record.exc_info:
-            line += "\n" + redact(self.formatException(record.exc_info))
+            line += "\n" + escape_controls(redact(self.formatException(record.exc_info)), keep_newlines=True)
         if record.stack_info:
-            line += "\n" + redact(self.formatStack(record.stack_info))
+            line += "\n" + escape_controls(redact(self.formatStack(record.stack_info)), keep_newlines=True)
         return line
 
 
@@ -172,7 +201,9 @@ class JsonFormatter(logging.Formatter):
             obj["exc"] = redact(self.formatException(record.exc_info))
         if record.stack_info:
             obj["stack"] = redact(self.formatStack(record.stack_info))
-        return json.dumps(obj, ensure_ascii=False, default=lambda v: redact(str(v)))
+        line = json.dumps(obj, ensure_ascii=False, default=lambda v: redact(str(v)))
+        # json escapes C0 controls already; DEL and C1 (0x9b starts a terminal escape) too
+        return re.sub(r"[\x7f-\x9f]", lambda m: f"\\u{ord(m[0]):04x}", line)
 
 
 class RedactingFilter(logging.Filter):
@@ -184,6 +215,47 @@ class RedactingFilter(logging.Filter):
         for key, value in extra_fields(record).items():
             setattr(record, key, value)
         return True
+
+
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs every request it cannot parse (a NUL in a header, ...) as an ERROR with a
+    traceback: anyone could fill the log. Make it one WARNING line, at most one per ``interval``
+    seconds, with how many were left out since the last one."""
+
+    def __init__(self, interval: float = 10.0, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self.interval = interval
+        self.clock = clock
+        self._next = float("-inf")
+        self._suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        now = self.clock()
+        if now < self._next:
+            self._suppressed += 1
+            return False
+        self._next = now + self.interval
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args = "malformed HTTP request refused with 400", ()
+        record.exc_info, record.exc_text = None, None
+        record.peer = str(peer)
+        record.problem = " ".join(str(getattr(exc, "message", "") or exc).split())[:200]
+        record.suppressed = self._suppressed
+        self._suppressed = 0
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Install :class:`MalformedRequestFilter` on aiohttp's server logger (once per process)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in logger.filters):
+        logger.addFilter(MalformedRequestFilter())
 
 
 _HANDLER_MARK = "_acd_handler"
@@ -209,7 +281,8 @@ def setup_logging(
             raise ValueError(f"unknown log level {level!r}")
         level = resolved
     for secret in secrets:
-        add_secret(secret)
+        add_secret(secret)  # too short ones are refused; Settings.short_secrets() names them
+    quiet_malformed_requests()
 
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

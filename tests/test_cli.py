@@ -254,3 +254,62 @@ def test_missing_app_module_is_reported(monkeypatch: pytest.MonkeyPatch, capsys)
     monkeypatch.setattr(sys, "meta_path", [Block(), *sys.meta_path])
     assert cli.main(["demo"]) == 1
     assert "controller.app is missing" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- bad configurations (issue 13)
+
+
+def test_run_with_credentials_in_the_ari_url_exits_2(fake_app, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("ACD_ARI_PASSWORD", "a-long-password")
+    monkeypatch.setenv("ACD_ARI_URL", "http://user:pw@host:8088")
+    assert cli.main(["run", "--config", str(EXAMPLE)]) == 2
+    err = capsys.readouterr().err
+    assert "set ACD_ARI_USER and ACD_ARI_PASSWORD instead" in err and "Traceback" not in err
+    assert fake_app.calls == []
+
+
+@pytest.mark.parametrize("command", [["check-config", "--config", str(EXAMPLE)], ["db", "upgrade"]])
+def test_a_database_url_we_cannot_use_exits_2_before_anything_starts(monkeypatch, capsys, command) -> None:
+    monkeypatch.setenv("ACD_DATABASE_URL", "mysql://acd:pw@db/acd")
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err
+    assert "ACD_DATABASE_URL: must be sqlite+aiosqlite:///PATH" in err and "Traceback" not in err
+
+
+def test_db_upgrade_accepts_a_plain_sqlite_url(monkeypatch, capsys, tmp_path: Path) -> None:
+    monkeypatch.setenv("ACD_DATABASE_URL", f"sqlite:///{tmp_path}/x.db")
+    assert cli.main(["db", "upgrade"]) == 0
+    assert capsys.readouterr().out.startswith(f"sqlite+aiosqlite:///{tmp_path}/x.db: at revision ")
+
+
+def test_check_config_warns_about_short_secrets(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("ACD_ARI_PASSWORD", "none")
+    assert cli.main(["check-config", "--config", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "settings: ACD_ARI_PASSWORD: shorter than 8 characters" in out
+
+
+def test_sidecar_on_a_port_in_use_exits_2_with_a_clear_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ACD_")}
+        env |= {
+            "ACD_CONFIG": str(EXAMPLE),
+            "ACD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/wa.db",
+            "ACD_SIDECAR_PORT": str(port),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "controller.cli", "sidecar"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,  # it used to hang here
+        )
+    assert done.returncode == 2, done.stderr
+    assert f"ACD_SIDECAR_HOST/ACD_SIDECAR_PORT: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -523,7 +523,7 @@ def test_overrides_beat_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ("ACD_LOG_LEVEL", "LOUD", "ACD_LOG_LEVEL: must be one of DEBUG, INFO"),
         ("ACD_ARI_URL", "127.0.0.1:8088", "ACD_ARI_URL: must be an http:// or https:// URL"),
         ("ACD_ARI_USER", " ", "ACD_ARI_USER: must be a non-empty"),
-        ("ACD_DATABASE_URL", "data.db", "ACD_DATABASE_URL: must be an SQLAlchemy URL"),
+        ("ACD_DATABASE_URL", "data.db", "ACD_DATABASE_URL: must be sqlite+aiosqlite:///PATH"),
     ],
 )
 def test_invalid_env_is_a_clear_error(
@@ -588,3 +588,74 @@ def test_readme_fresh_machine_block_is_exactly_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     first_block = readme.split("```sh\n", 1)[1].split("```", 1)[0]
     assert first_block.splitlines() == ["make demo", "make test"]
+
+
+# --------------------------------------------------------------------------- bad input (issue 13)
+
+
+def test_ari_url_with_credentials_says_where_they_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACD_ARI_URL", "http://user:pw-secret@host:8088")
+    with pytest.raises(ConfigError) as info:
+        load_settings(env_file=None)
+    text = str(info.value)
+    assert "ACD_ARI_URL: must be an http:// or https:// URL" in text
+    assert "set ACD_ARI_USER and ACD_ARI_PASSWORD instead" in text
+    assert "pw-secret" not in text and "http://user:***@host:8088" in text
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("sqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("postgresql://acd:pw@db/acd", "postgresql+asyncpg://acd:pw@db/acd"),
+        ("postgres://acd:pw@db:5432/acd", "postgresql+asyncpg://acd:pw@db:5432/acd"),
+        ("sqlite+aiosqlite:///./data/acd.sqlite3", "sqlite+aiosqlite:///./data/acd.sqlite3"),
+    ],
+)
+def test_database_urls_without_an_async_driver_are_mapped_to_one(given: str, used: str) -> None:
+    assert load_settings(env_file=None, database_url=given).database_url == used
+
+
+@pytest.mark.parametrize(
+    "given", ["mysql://u:pw-secret@h/db", "postgresql+psycopg2://u:pw-secret@h/db", "sqlite+pysqlite:///x.db"]
+)
+def test_database_urls_with_a_driver_we_cannot_use_are_refused_by_check_config(given: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env_file=None, database_url=given)
+    text = str(info.value)
+    assert "ACD_DATABASE_URL: must be sqlite+aiosqlite:///PATH" in text and "postgresql+asyncpg://" in text
+    assert "pw-secret" not in text
+
+
+def test_two_agents_with_the_same_token_are_refused_naming_both(tmp_path: Path) -> None:
+    digest = "ab" * 32
+    path = tmp_path / "acd.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [queues.support]
+            [agents.alice]
+            endpoint = "PJSIP/a"
+            token_sha256 = "{digest}"
+            [agents.bob]
+            endpoint = "PJSIP/b"
+            token_sha256 = "{digest.upper()}"
+            """
+        )
+    )
+    with pytest.raises(ConfigError) as info:
+        load_setup(path)
+    assert str(info.value) == (
+        f"{path}: agents.bob.token_sha256: the same token as agent alice; give each agent its own token"
+    )
+
+
+def test_short_secrets_are_named() -> None:
+    s = load_settings(
+        env_file=None,
+        ari_password="secret",
+        admin_token="a-long-enough-token",
+        wa_app_secret="x",
+        database_url="postgresql+asyncpg://acd:pw@db/acd",
+    )
+    assert s.short_secrets() == ["ACD_ARI_PASSWORD", "ACD_WA_APP_SECRET", "ACD_DATABASE_URL (its password)"]

@@ -197,3 +197,40 @@ def test_redacting_filter_for_foreign_handlers() -> None:
     finally:
         log.removeHandler(handler)
     assert buf.getvalue() == "url http://a:***@h/\n"
+
+
+def test_short_secrets_are_refused_and_never_mangle_words() -> None:
+    try:
+        assert add_secret("none") is False  # masking "none" everywhere would point at it
+        assert redact("nonexistent queue none") == "nonexistent queue none"
+        assert add_secret("Zq9-very-secret") is True
+        # a registered secret is masked as a token, not inside a longer word
+        assert redact("token Zq9-very-secret, xZq9-very-secretx") == "token ***, xZq9-very-secretx"
+        assert redact("ws://h/ari?api_key=acd:Zq9-very-secret&x=1") == "ws://h/ari?api_key=***&x=1"
+        # known secret fields and URL passwords are masked whatever their length
+        assert redact("password=none") == "password=***"
+        assert redact("http://acd:none@db/x") == "http://acd:***@db/x"
+    finally:
+        clear_secrets()
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_control_characters_are_escaped_in_every_part_of_a_line(capture, fmt) -> None:
+    buf, log = capture
+    setup_logging("INFO", fmt, stream=buf)
+    nasty = "\x1b[31mRED\x1b[0m\x00\bback\nforged line\x9b"
+    log.info("path %s", nasty, extra={"path": nasty, "agent": "al\x1bice"})
+    try:
+        raise ValueError(nasty)
+    except ValueError:
+        log.exception("failed %s", nasty)
+    out = buf.getvalue()
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", out), repr(out)
+    lines = out.splitlines()
+    if fmt == "json":
+        assert all(json.loads(line) for line in lines)
+        assert json.loads(lines[0])["path"] == nasty  # escaped, not lost
+    else:  # each record's own line stays one line; the traceback follows on its lines
+        assert len(re.findall(r"\\x1b|\\u001b", lines[0])) == 5  # message (2), path (2), agent (1)
+        assert re.match(TS + " ERROR controller.telephony failed ", lines[1])
+        assert lines[2] == "Traceback (most recent call last):"

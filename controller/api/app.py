@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import unicodedata
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,9 +26,10 @@ from controller.acd import events as ev
 from controller.acd.engine import LIVE_OFFER_STATES, CallState, OfferState, Presence
 from controller.api import views
 from controller.api.auth import Auth, AuthError, Principal
-from controller.api.errors import ApiError, errors_middleware
+from controller.api.errors import MAX_BODY, REJECTED, ApiError, errors_middleware
 from controller.api.metrics import CONTENT_TYPE, Metrics
-from controller.api.openapi import openapi_spec
+from controller.api.openapi import MAX_LIMIT, MAX_OFFSET, MAX_REASON, openapi_spec
+from controller.logs import quiet_malformed_requests
 from controller.panel import routes as panel_routes
 from controller.panel.routes import PanelConfig
 from controller.store import reports
@@ -41,7 +43,6 @@ __all__ = ["ApiContext", "build_app", "serve"]
 
 log = logging.getLogger("controller.api")
 
-MAX_LIMIT = 500
 AGENT_ACTIONS = ("login", "logout", "pause", "ready")
 OFFER_ACTIONS = ("accept", "reject")
 CTX = web.AppKey("acd_api", "ApiContext")
@@ -131,21 +132,26 @@ def _check_params(request: web.Request, known: tuple[str, ...]) -> None:
 
 def _param_time(request: web.Request, name: str) -> datetime | None:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         if len(raw) == 10:
             value = datetime.combine(date.fromisoformat(raw), time(0), UTC)
         else:
             value = datetime.fromisoformat(raw)
-    except ValueError:
+    except ValueError:  # an empty value is no more absent than "yesterday"
         raise ApiError(
             400,
             "bad_request",
             f"{name}: must be an ISO 8601 date or date-time such as 2026-11-25 or 2026-11-25T08:00:00Z,"
             f" got {raw!r}",
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before any UTC datetime: the earliest one
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 def _param_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -238,16 +244,15 @@ async def openapi(request: web.Request) -> web.Response:
 async def list_calls(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     _check_params(request, ("queue", "since", "until", "outcome", "agent", "limit", "offset"))
-    outcome = request.query.get("outcome") or None
+    outcome = request.query.get("outcome")
     if outcome is not None and outcome not in reports.CALL_OUTCOMES:
         raise ApiError(
             400, "bad_request", f"outcome: must be one of {', '.join(reports.CALL_OUTCOMES)}, got {outcome!r}"
         )
     since, until = _param_time(request, "since"), _param_time(request, "until")
-    if since is not None and until is not None and until <= since:
-        raise ApiError(400, "bad_request", "until: must be later than since")
+    # until <= since is an empty window, answered with no calls (the spec cannot say "later than")
     limit = _param_int(request, "limit", 50, 1, MAX_LIMIT)
-    offset = _param_int(request, "offset", 0, 0, 10**9)
+    offset = _param_int(request, "offset", 0, 0, MAX_OFFSET)
     calls, more = await _db_call(
         ctx,
         reports.list_calls(
@@ -387,53 +392,61 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, or nested past Python's stack
         raise ApiError(400, "bad_request", "the request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_request", "the request body must be a JSON object")
     return body
 
 
-@any_token
-async def agent_action(request: web.Request) -> web.Response:
-    """login / logout / pause (optional {"reason": "..."}) / ready."""
-    ctx = _ctx(request)
-    _check_params(request, ())
-    agent_id, action = request.match_info["agent_id"], request.match_info["action"]
-    if action not in AGENT_ACTIONS:
-        raise ApiError(
-            404, "not_found", f"unknown agent action {action!r}; one of {', '.join(AGENT_ACTIONS)}"
+def _agent_action(action: str) -> Handler:
+    """The handler of ``POST /api/agents/{agent_id}/<action>`` (one route per action, as documented)."""
+
+    @any_token
+    async def handler(request: web.Request) -> web.Response:
+        ctx = _ctx(request)
+        _check_params(request, ())
+        agent_id = request.match_info["agent_id"]
+        _own(request, agent_id)
+        _agent_or_404(ctx, agent_id)
+        body = await _json_body(request)
+        unknown = sorted(set(body) - ({"reason"} if action == "pause" else set()))
+        if unknown:
+            raise ApiError(400, "bad_request", f"unknown field {unknown[0]!r} for {action}")
+        agent = ctx.controller.engine.agents[agent_id]
+        if action == "login":
+            event: ev.Event = ev.AgentLogin(agent_id)
+        elif action == "logout":
+            event = ev.AgentLogout(agent_id)
+        elif action == "ready":
+            if agent.presence is Presence.LOGGED_OUT:
+                raise ApiError(409, "conflict", f"agent {agent_id!r} is logged out; log in first")
+            event = ev.AgentReady(agent_id)
+        else:
+            event = ev.AgentPause(agent_id, _reason(body.get("reason", "")))
+            if agent.presence is Presence.LOGGED_OUT:
+                raise ApiError(409, "conflict", f"agent {agent_id!r} is logged out; log in first")
+        # The engine changes the agent, never this handler: it decides and logs as for a phone.
+        ctx.controller.shell.feed(event)
+        principal: Principal = request[PRINCIPAL]
+        log.info(
+            "agent %s via API",
+            action,
+            extra={"agent": agent_id, "by": principal.role, "state": agent.status},
         )
-    _own(request, agent_id)
-    _agent_or_404(ctx, agent_id)
-    body = await _json_body(request)
-    unknown = sorted(set(body) - ({"reason"} if action == "pause" else set()))
-    if unknown:
-        raise ApiError(400, "bad_request", f"unknown field {unknown[0]!r} for {action}")
-    agent = ctx.controller.engine.agents[agent_id]
-    if action == "login":
-        event: ev.Event = ev.AgentLogin(agent_id)
-    elif action == "logout":
-        event = ev.AgentLogout(agent_id)
-    elif action == "ready":
-        if agent.presence is Presence.LOGGED_OUT:
-            raise ApiError(409, "conflict", f"agent {agent_id!r} is logged out; log in first")
-        event = ev.AgentReady(agent_id)
-    else:
-        reason = body.get("reason", "")
-        if not isinstance(reason, str) or len(reason) > 200:
-            raise ApiError(400, "bad_request", "reason: must be a string of at most 200 characters")
-        if agent.presence is Presence.LOGGED_OUT:
-            raise ApiError(409, "conflict", f"agent {agent_id!r} is logged out; log in first")
-        event = ev.AgentPause(agent_id, reason.strip())
-    ctx.controller.shell.feed(event)
-    principal: Principal = request[PRINCIPAL]
-    log.info(
-        "agent %s via API",
-        action,
-        extra={"agent": agent_id, "by": principal.role, "state": agent.status},
-    )
-    return reply(_agent_view(ctx, agent_id))
+        return reply(_agent_view(ctx, agent_id))
+
+    handler.__doc__ = f"{action} (admin or that agent)"
+    return handler
+
+
+def _reason(reason: Any) -> str:
+    """A pause reason people read in the panel and the log: text, no control characters."""
+    if not isinstance(reason, str) or len(reason) > MAX_REASON:
+        raise ApiError(400, "bad_request", f"reason: must be a string of at most {MAX_REASON} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in reason):
+        raise ApiError(400, "bad_request", "reason: must not contain control characters")
+    return reason.strip()
 
 
 @any_token
@@ -447,9 +460,10 @@ async def offer_action(request: web.Request) -> web.Response:
             404, "not_found", f"unknown offer action {action!r}; one of {', '.join(OFFER_ACTIONS)}"
         )
     offer = ctx.controller.engine.offers.get(offer_id)
-    if offer is None:
+    principal: Principal = request[PRINCIPAL]
+    if offer is None or not principal.may_act_for(offer.agent_id):
+        # An agent learns nothing about offers that are not its own, not even that they exist.
         raise ApiError(404, "not_found", f"offer {offer_id!r} is no longer available (or never existed)")
-    _own(request, offer.agent_id)
     if offer.state not in LIVE_OFFER_STATES:
         outcome = _value(offer.outcome)
         raise ApiError(409, "conflict", f"offer {offer_id!r} is no longer available ({outcome})")
@@ -478,8 +492,9 @@ def _value(v: Any) -> Any:
 
 
 def build_app(ctx: ApiContext) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
     app[CTX] = ctx
+    app[REJECTED] = ctx.metrics.api_rejected if ctx.metrics is not None else Counter()
     r = app.router
     r.add_get("/healthz", healthz)
     r.add_get("/metrics", metrics)
@@ -489,7 +504,8 @@ def build_app(ctx: ApiContext) -> web.Application:
     r.add_get("/api/queues", queues)
     r.add_get("/api/agents", list_agents)
     r.add_get("/api/agents/{agent_id}", get_agent)
-    r.add_post("/api/agents/{agent_id}/{action}", agent_action)
+    for action in AGENT_ACTIONS:
+        r.add_post(f"/api/agents/{{agent_id}}/{action}", _agent_action(action))
     r.add_post("/api/offers/{offer_id}/{action}", offer_action)
     r.add_get("/api/me", me)
     if ctx.panel is not None:
@@ -510,6 +526,7 @@ def identify(auth: Auth, authorization: str | None) -> Principal:
 
 async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Start serving; returns the runner (``await runner.cleanup()`` to stop) and the base URL."""
+    quiet_malformed_requests()
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -49,6 +49,7 @@ class Metrics(Collector):
         self.outbox_pending: Callable[[], int | None] | None = None
         self.panel: PanelHub | None = None
         self.offers: Counter[str] = Counter()
+        self.api_rejected: Counter[str] = Counter()  # by error code; the API's errors middleware counts
         self.registry = CollectorRegistry(auto_describe=False)
         self.reaction = Histogram(
             "acd_reaction_seconds",
@@ -96,6 +97,12 @@ class Metrics(Collector):
         for outcome, n in sorted(self.offers.items()):
             offers.add_metric([outcome], n)
         yield offers
+        rejected = CounterMetricFamily(
+            "acd_api_rejected", "HTTP API requests refused (4xx), by error", labels=["error"]
+        )
+        for error, n in sorted(self.api_rejected.items()):
+            rejected.add_metric([error], n)
+        yield rejected
         stream = self.controller.stream
         yield _gauge(
             "acd_ari_connected", "1 while the ARI events websocket is connected", int(stream.connected)

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["openapi_spec"]
+__all__ = ["MAX_LIMIT", "MAX_OFFSET", "MAX_REASON", "openapi_spec"]
+
+MAX_LIMIT = 500  # /api/calls page size
+MAX_OFFSET = 10**9
+MAX_REASON = 200  # characters of a pause reason
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -43,7 +47,39 @@ def _p(name: str, description: str, enum: list[str] | None = None) -> dict[str, 
 
 
 _TIME = {"type": "string", "format": "date-time"}
+_LIMIT = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}
+_NO_CONTROL = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"  # no control characters (C0, DEL, C1)
+# since/until also take a plain date (midnight UTC); empty is refused like any other non-date
+_WHEN = {"type": "string", "anyOf": [{"format": "date-time"}, {"format": "date"}], "minLength": 10}
 _OBJ = {"type": "object"}
+
+
+def _agent_action(action: str, summary: str) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "security": [{"bearer": []}],
+        "parameters": [_p("agent_id", "agent id from the queue file")],
+        "responses": {
+            "200": _resp("the agent after the change", {"$ref": "#/components/schemas/Agent"}),
+            **_errors(400, 401, 403, 404, *((409,) if action in ("pause", "ready") else ())),
+        },
+    }
+    if action == "pause":
+        op["requestBody"] = {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "reason": {"type": "string", "maxLength": MAX_REASON, "pattern": _NO_CONTROL}
+                        },
+                        "additionalProperties": False,
+                    }
+                }
+            },
+        }
+    return {"post": op}
 
 
 def openapi_spec() -> dict[str, Any]:
@@ -153,7 +189,11 @@ def openapi_spec() -> dict[str, Any]:
                         _p("agent_id", "agent id from the queue file"),
                         {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
                     ],
-                    "responses": {"101": {"description": "switching to WebSocket"}, **_errors(401, 403, 404)},
+                    "responses": {
+                        "101": {"description": "switching to WebSocket"},
+                        "400": _resp("not a WebSocket upgrade request", _ERROR),
+                        **_errors(401, 403, 404),
+                    },
                 }
             },
             "/healthz": {
@@ -183,17 +223,21 @@ def openapi_spec() -> dict[str, Any]:
                     "parameters": [
                         _q("queue", "only this queue", {"type": "string"}),
                         _q(
-                            "since", "arrived at or after (ISO 8601 date or date-time, UTC if no zone)", _TIME
+                            "since", "arrived at or after (ISO 8601 date or date-time, UTC if no zone)", _WHEN
                         ),
-                        _q("until", "arrived before", _TIME),
+                        _q("until", "arrived before", _WHEN),
                         _q(
                             "outcome",
                             "how the call ended",
                             {"enum": ["completed", "abandoned", "overflowed"]},
                         ),
                         _q("agent", "calls offered to this agent (answered or not)", {"type": "string"}),
-                        _q("limit", "page size, 1-500 (default 50)", {"type": "integer"}),
-                        _q("offset", "calls to skip (next_offset of the previous page)", {"type": "integer"}),
+                        _q("limit", "page size (default 50)", _LIMIT),
+                        _q(
+                            "offset",
+                            "calls to skip (next_offset of the previous page)",
+                            {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+                        ),
                     ],
                     "responses": {
                         "200": _resp(
@@ -251,7 +295,7 @@ def openapi_spec() -> dict[str, Any]:
                     "(seconds), and per agent offers rejected / missed / busy. 'since' overrides the start "
                     "of the day (UTC midnight).",
                     "security": admin,
-                    "parameters": [_q("since", "start of 'today' (default: UTC midnight)", _TIME)],
+                    "parameters": [_q("since", "start of 'today' (default: UTC midnight)", _WHEN)],
                     "responses": {"200": _resp("queues", _OBJ), **_errors(400, 401, 403)},
                 }
             },
@@ -287,31 +331,14 @@ def openapi_spec() -> dict[str, Any]:
                     },
                 }
             },
-            "/api/agents/{agent_id}/{action}": {
-                "post": {
-                    "summary": "Log in, log out, pause (with a reason) or make ready (admin or that agent)",
-                    "security": admin,
-                    "parameters": [
-                        _p("agent_id", "agent id from the queue file"),
-                        _p("action", "what to do", ["login", "logout", "pause", "ready"]),
-                    ],
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {"reason": {"type": "string", "maxLength": 200}},
-                                    "additionalProperties": False,
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": _resp("the agent after the change", {"$ref": "#/components/schemas/Agent"}),
-                        **_errors(400, 401, 403, 404, 409),
-                    },
-                }
+            **{
+                f"/api/agents/{{agent_id}}/{action}": _agent_action(action, summary)
+                for action, summary in (
+                    ("login", "Log in (admin or that agent)"),
+                    ("logout", "Log out (admin or that agent)"),
+                    ("pause", "Pause, with an optional reason shown to the admin (admin or that agent)"),
+                    ("ready", "Make ready after a pause (admin or that agent)"),
+                )
             },
             "/api/offers/{offer_id}/{action}": {
                 "post": {
@@ -322,7 +349,8 @@ def openapi_spec() -> dict[str, Any]:
                         _p("offer_id", "offer id (offer.created event, agent's 'offer')"),
                         _p("action", "what to do", ["accept", "reject"]),
                     ],
-                    "responses": {"200": _resp("the offer", _OBJ), **_errors(401, 403, 404, 409)},
+                    "description": "An offer that is not the caller's own answers 404, like an unknown one.",
+                    "responses": {"200": _resp("the offer", _OBJ), **_errors(401, 404, 409)},
                 }
             },
         },

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -53,10 +54,15 @@ class PanelConfig:
         )
 
 
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9]+)+")
+
+
 def _static(name: str) -> bytes | None:
+    if not _FILE_NAME.fullmatch(name):  # no NULs, escapes, dot files or paths reach the disk
+        return None
     try:
         return (resources.files("controller.panel") / "static" / name).read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+    except OSError:
         return None
 
 

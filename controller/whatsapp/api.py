@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from typing import Any
 
 from aiohttp import web
@@ -25,7 +26,7 @@ from controller.whatsapp.models import ChannelAlert, Conversation, Message, Stat
 from controller.whatsapp.relay import principal_of
 from controller.whatsapp.sender import SendError
 
-__all__ = ["json_errors", "routes"]
+__all__ = ["MAX_ID", "dumps", "json_errors", "routes", "whole_number"]
 
 log = logging.getLogger("controller.whatsapp.api")
 
@@ -37,8 +38,27 @@ A = ChannelAlert.__table__
 routes = web.RouteTableDef()
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as null: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def dumps(data: Any) -> str:
+    """Strict JSON (never a bare ``Infinity``, which every JSON parser refuses)."""
+    try:
+        return json.dumps(data, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # a non-finite float from old or odd data: show it as null
+        return json.dumps(_finite(data), ensure_ascii=False, allow_nan=False)
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    return web.json_response(data, status=status, dumps=dumps)
 
 
 def _error(status: int, reason: str) -> web.Response:
@@ -66,32 +86,42 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return _json({"error": "internal error; see the sidecar's log"}, 500)
 
 
+MAX_ID = 2**63 - 1  # ids and cursors are 64-bit in the database; past that nothing exists
+
+
+def whole_number(raw: str, lo: int = 0, hi: int = MAX_ID) -> int | None:
+    """``raw`` as an int in lo..hi, or None (not a plain whole number, or out of range)."""
+    raw = raw.strip()
+    if not raw.lstrip("-").isdigit() or len(raw) > 20 or not raw.isascii():
+        return None
+    value = int(raw)
+    return value if lo <= value <= hi else None
+
+
 def _int_param(
-    request: web.Request, name: str, default: int | None = None, *, lo: int = 0, hi: int | None = None
+    request: web.Request, name: str, default: int | None = None, *, lo: int = 0, hi: int = MAX_ID
 ) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"{name} must be a whole number") from None
-    if value < lo or (hi is not None and value > hi):
-        raise web.HTTPBadRequest(text=f"{name} must be between {lo} and {hi}")
+    value = whole_number(raw, lo, hi)
+    if value is None:
+        raise web.HTTPBadRequest(text=f"{name} must be a whole number between {lo} and {hi}")
     return value
 
 
 def _conv_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["conversation_id"])
-    except ValueError:
-        raise web.HTTPNotFound(text="no such conversation") from None
+    value = whole_number(request.match_info["conversation_id"], 1)
+    if value is None:
+        raise web.HTTPNotFound(text="no such conversation")
+    return value
 
 
 async def _body(request: web.Request) -> Any:
     try:
         return await request.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, or nested past Python's stack
+        request.app[SERVICE].metrics.inc("api_rejected", reason="invalid_json")
         raise web.HTTPBadRequest(text="body must be JSON") from None
 
 

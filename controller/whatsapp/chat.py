@@ -39,10 +39,12 @@ WINDOW_SECONDS = 24 * 3600
 
 
 def _int_or_none(value: Any) -> int | None:
+    """Meta's error codes are small numbers; anything outside a 32-bit column is no code at all."""
     try:
-        return int(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
+        code = int(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError, OverflowError):  # "x", 1e400
         return None
+    return code if code is None or -(2**31) <= code < 2**31 else None
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -8,7 +8,6 @@ stored bodies are applied in one transaction with set-based reads and writes.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 
@@ -18,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from controller.whatsapp.changes import ChangeLog, Unit, insert_ignore
 from controller.whatsapp.metrics import Counters
 from controller.whatsapp.models import OrphanStatus, WebhookInbox
-from controller.whatsapp.parse import Parsed, parse_webhook
+from controller.whatsapp.parse import Parsed, load_json, parse_webhook
 
 __all__ = ["Ingestor"]
 
@@ -99,8 +98,8 @@ class Ingestor:
     def _parse(self, inbox_id: int | None, body: bytes, doc: object = None) -> Parsed:
         if doc is None:
             try:
-                doc = json.loads(body)
-            except ValueError:  # checked before storing; only a corrupted row gets here
+                doc = load_json(body)
+            except (ValueError, RecursionError):  # checked before storing; only a corrupted row gets here
                 doc = None
         parsed = parse_webhook(doc)
         for problem in parsed.problems:

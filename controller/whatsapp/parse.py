@@ -7,12 +7,31 @@ username-only users (``from_user_id``/``user_id``) are tolerated.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from controller.whatsapp.chat import MetaError, StatusUpdate
 
-__all__ = ["ChannelError", "Inbound", "Parsed", "StatusEvent", "parse_webhook"]
+__all__ = ["ChannelError", "Inbound", "Parsed", "StatusEvent", "load_json", "parse_webhook"]
+
+
+def _number(text: str) -> float | str:
+    value = float(text)
+    return value if math.isfinite(value) else text  # 1e400 kept as written, never an infinity
+
+
+def _constant(name: str) -> None:
+    return None  # NaN, Infinity, -Infinity: not JSON, whatever Python's parser accepts
+
+
+def load_json(body: bytes | str) -> Any:
+    """A webhook body as Python with every number finite, so its parts store and show as JSON.
+
+    Raises ValueError (not JSON, not UTF-8) or RecursionError (nested past Python's stack).
+    """
+    return json.loads(body, parse_float=_number, parse_constant=_constant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +80,19 @@ class Parsed:
     problems: list[str] = field(default_factory=list)
 
 
+# Meta's timestamps are Unix seconds. Beyond year 9999 no clock, database or browser copes
+# ("1e400" is infinity, "1e300" an Invalid Date in the panel): treated as missing.
+MAX_TS = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
 def _ts(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
     try:
         ts = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return ts if ts == ts and ts >= 0 else None  # NaN, negatives
+    return ts if 0 <= ts <= MAX_TS else None  # NaN, infinities, negatives, far future
 
 
 def _s(value: Any) -> str | None:
@@ -164,6 +190,8 @@ def _parse_value(value: dict, where: str, out: Parsed) -> None:
         if item.customer_key is None:
             out.problems.append(f"{where}.messages[{mi}] has neither from nor from_user_id")
             continue
+        if item.ts is None and msg.get("timestamp") is not None:
+            out.problems.append(f"{where}.messages[{mi}] has no valid timestamp; using the time received")
         out.inbound.append(item)
 
     for si, st in enumerate(_list(value.get("statuses"))):

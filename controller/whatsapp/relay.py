@@ -165,12 +165,11 @@ def _after(request: web.Request) -> int | None:
     raw = request.query.get("after") or request.headers.get("Last-Event-ID")
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(text="after must be a cursor (a whole number)") from None
-    if value < 0:
-        raise web.HTTPBadRequest(text="after must be >= 0")
+    from controller.whatsapp.api import whole_number
+
+    value = whole_number(raw)
+    if value is None:  # checked before the 200: a stream must not die right after it
+        raise web.HTTPBadRequest(text="after must be a cursor: a whole number from 0 to 2^63-1")
     return value
 
 

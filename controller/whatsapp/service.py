@@ -11,6 +11,8 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import InitVar, dataclass, field
@@ -378,21 +380,34 @@ class WhatsAppService:
                 return
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or OSError (in use, not an address of this machine)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
 async def run_sidecar(config: WhatsAppConfig | Any) -> int:
     """``acdctl sidecar``: serve until SIGINT/SIGTERM (``config``: a WhatsAppConfig, or Settings)."""
     if not isinstance(config, WhatsAppConfig):
         config = WhatsAppConfig.from_settings(config)
+    try:  # the port first: if it is taken, nothing has started that would need stopping
+        sock = _listen(config.host, config.port)
+    except OSError as exc:
+        problem = f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+        print(f"settings: ACD_SIDECAR_HOST/ACD_SIDECAR_PORT: {problem}", file=sys.stderr)
+        return 2
     service = WhatsAppService(config)
     try:
         await service.start()
     except MigrationNeeded as exc:
+        sock.close()
         log.error("sidecar: %s", exc)
         await service.stop()
         return 2
     gc.freeze()  # start-up objects out of the collector's way: shorter gen2 pauses under load
     runner = web.AppRunner(service.app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
+    site = web.SockSite(runner, sock)
     await site.start()
     log.info(
         "WhatsApp sidecar listening",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from controller.whatsapp.appkey import SERVICE
 from controller.whatsapp.changes import insert_ignore
 from controller.whatsapp.metrics import Counters
 from controller.whatsapp.models import WebhookInbox
+from controller.whatsapp.parse import load_json
 from controller.whatsapp.writer import SidecarWriter
 
 __all__ = ["MAX_BODY", "InboxWriter", "receive", "signature_ok", "verify"]
@@ -182,8 +182,8 @@ async def receive(request: web.Request) -> web.Response:
         reason = "signature_missing" if not header else "signature_wrong"
         return _reject(401, reason, "bad signature", metrics, peer=request.remote)
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        doc = load_json(body)
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, or nested past Python's stack
         return _reject(400, "invalid_json", "invalid JSON", metrics, bytes=len(body))
     if not isinstance(doc, dict):
         return _reject(400, "invalid_json", "JSON body must be an object", metrics)

@@ -135,7 +135,7 @@ async def test_offer_actions_refuse_other_agents_and_stale_offers(make):
     offer_id = stack.controller.engine.agents["alice"].live_offer
 
     status, body, _ = await stack.request("POST", f"/api/offers/{offer_id}/reject", token=TOKENS["bob"])
-    assert status == 403 and body["error"] == "forbidden"
+    assert status == 404 and body["error"] == "not_found"  # not hers: answered like an unknown offer
     status, body, _ = await stack.request("POST", f"/api/offers/{offer_id}/accept", token=TOKENS["alice"])
     assert status == 409 and "answering the phone" in body["message"]  # answer mode: the phone decides
 

@@ -98,13 +98,22 @@ function formatDuration(seconds) {
   return hh ? `${hh}:${String(mm).padStart(2, "0")}:${ss}` : `${mm}:${ss}`;
 }
 
+/** A Date for epoch milliseconds, or null for what no Date can hold (1e300 s, Infinity, NaN). */
+function validDate(ms) {
+  const d = typeof ms === "number" ? new Date(ms) : null;
+  return d && Number.isFinite(d.getTime()) ? d : null;
+}
+
 function formatTime(ms, withSeconds = false) {
+  const d = validDate(ms);
+  if (!d) return "";
   const opts = withSeconds ? { hour: "2-digit", minute: "2-digit", second: "2-digit" } : { hour: "2-digit", minute: "2-digit" };
-  return new Intl.DateTimeFormat(state.lang, opts).format(new Date(ms));
+  return new Intl.DateTimeFormat(state.lang, opts).format(d);
 }
 
 function formatDateTime(ms) {
-  return new Intl.DateTimeFormat(state.lang, { dateStyle: "short", timeStyle: "short" }).format(new Date(ms));
+  const d = validDate(ms);
+  return d ? new Intl.DateTimeFormat(state.lang, { dateStyle: "short", timeStyle: "short" }).format(d) : "";
 }
 
 function outcomeText(outcome) {
@@ -1249,7 +1258,7 @@ function buildMessage(m) {
     h(
       "div",
       { class: "msg-meta" },
-      typeof ts === "number" ? h("time", { datetime: new Date(ts * 1000).toISOString(), text: formatTime(ts * 1000) }) : null,
+      typeof ts === "number" && validDate(ts * 1000) ? h("time", { datetime: validDate(ts * 1000).toISOString(), text: formatTime(ts * 1000) }) : null,
       tick ? h("span", { class: `tick ${tick.cls}`, role: "img", "aria-label": statusLabel, title: statusLabel, text: tick.symbol }) : null,
     ),
     m.error ? buildMessageError(m) : null,
