@@ -182,8 +182,9 @@ async def test_bridged_call_records_and_connected_line(sim: SimAsterisk, ari: Ar
 
 
 async def test_caller_cancels_before_answer(sim: SimAsterisk, ari: Ari) -> None:
-    caller, customer = await ari.customer(hangup_after=1.0)
+    caller, customer = await ari.customer()
     await ari.ok("POST", f"/channels/{customer}/ring")
+    caller.hangup()  # CANCEL now that it rings (not on a timer racing the ring request)
     await caller.wait_for(lambda c: c.ended, timeout=5)
     request = await ari.event("ChannelHangupRequest", lambda e: e["channel"]["id"] == customer)
     assert (request["cause"], request["tech_cause"]) == (127, 487)
