@@ -3,7 +3,8 @@
 ``python bench/whatsapp_blackbox.py [--customers 50] [--messages 200] [--no-pg]``
 
 A real sidecar on a loopback port (Meta's Graph API mocked in process). Every customer message
-is delivered 1-3 times, in random order, by ``--concurrency`` concurrent signed POSTs; agents
+is delivered 1-3 times, in random order, 1 to ``--per-post`` per body (Meta batches; a body may
+repeat a message), by ``--concurrency`` concurrent signed POSTs; agents
 reply in every conversation and Meta's statuses for the replies arrive shuffled and repeated; a
 WebSocket client follows the stream, is dropped mid-run and resumes with ``?after=``; an SSE
 client resumes from the middle with ``Last-Event-ID``. Then, over the HTTP API only: messages
@@ -58,7 +59,8 @@ def wa_id(c: int) -> str:
     return f"55119{c:08d}"
 
 
-def inbound(c: int, i: int, start: int) -> bytes:
+def inbound(c: int, items: list[int], start: int) -> bytes:
+    """Messages ``items`` of customer ``c`` in one webhook body (Meta batches)."""
     return envelope(
         {
             "contacts": [{"wa_id": wa_id(c), "profile": {"name": f"Customer {c}"}}],
@@ -70,6 +72,7 @@ def inbound(c: int, i: int, start: int) -> bytes:
                     "type": "text",
                     "text": {"body": f"c{c} m{i}"},
                 }
+                for i in items
             ],
         }
     )
@@ -107,23 +110,31 @@ async def run(name: str, url: str, schema: str | None, args: argparse.Namespace)
     base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
     auth = {"Authorization": f"Bearer {ADMIN}"}
     try:
-        deliveries = [
-            inbound(c, i, start)
-            for c in range(args.customers)
-            for i in range(args.messages)
-            for _ in range(rnd.randint(1, 3))
-        ]
+        deliveries: list[bytes] = []
+        delivered = 0
+        for c in range(args.customers):
+            copies = [i for i in range(args.messages) for _ in range(rnd.randint(1, 3))]
+            rnd.shuffle(copies)
+            delivered += len(copies)
+            while copies:
+                n = rnd.randint(1, args.per_post)
+                deliveries.append(inbound(c, copies[:n], start))
+                copies = copies[n:]
         rnd.shuffle(deliveries)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency)) as http:
             frames: list[dict] = []
             target = {"cursor": float("inf")}
             caught_up = asyncio.Event()
 
+            hello: asyncio.Future = asyncio.get_running_loop().create_future()
+
             async def follow(path: str) -> None:
                 async with http.ws_connect(base + path, headers=auth) as ws:
                     async for msg in ws:
                         frame = json.loads(msg.data)
-                        if frame["type"] != "hello":
+                        if frame["type"] == "hello":
+                            hello.set_result(frame["cursor"])  # subscribed: nothing after it is missed
+                        else:
                             frames.append(frame)
                             if frame["cursor"] >= target["cursor"]:
                                 caught_up.set()
@@ -146,6 +157,7 @@ async def run(name: str, url: str, schema: str | None, args: argparse.Namespace)
                 await asyncio.gather(*(one(b) for b in bodies))
 
             follower = asyncio.create_task(follow("/api/stream"))
+            first = await hello
             half = len(deliveries) // 2
             t0 = time.perf_counter()
             await post_all(deliveries[:half])
@@ -221,7 +233,7 @@ async def run(name: str, url: str, schema: str | None, args: argparse.Namespace)
                 c = int(conv["wa_id"][-8:])
                 unreachable += len({f"wamid.c{c}.m{i}" for i in range(args.messages)} - set(wamids))
             cursors = [f["cursor"] for f in frames]
-            gaps = len(set(range(1, head + 1)) - set(cursors))
+            gaps = len(set(range(first + 1, head + 1)) - set(cursors))
             repeats = len(cursors) - len(set(cursors))
 
             middle = head // 2
@@ -246,7 +258,7 @@ async def run(name: str, url: str, schema: str | None, args: argparse.Namespace)
             f"{'':10} stream: {len(frames)} frames, gaps {gaps}, duplicates {repeats} across the WebSocket"
             f" resume; SSE resume from {middle} identical: {sse_same}\n"
             f"{'':10} acd_wa_webhook_items_total{{kind=messages}} {delivered_items} (delivered"
-            f" {len(deliveries)}), {{kind=statuses}} {snap.get('webhook_items', kind='statuses')}"
+            f" {delivered}), {{kind=statuses}} {snap.get('webhook_items', kind='statuses')}"
             f" (delivered {len(reports)})",
             flush=True,
         )
@@ -287,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=50)
     parser.add_argument("--messages", type=int, default=200, help="inbound messages per customer")
     parser.add_argument("--concurrency", type=int, default=64, help="POSTs in flight")
+    parser.add_argument("--per-post", type=int, default=10, help="at most this many messages per POST")
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--pg-url", default=PG_DEFAULT)
     parser.add_argument("--no-pg", action="store_true")
