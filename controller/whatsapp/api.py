@@ -1,9 +1,10 @@
 """The agent/admin HTTP API: conversations, history in chat order, send, assign, alerts.
 
-History order is the chat order, ``(event_ts, seq)``. Each message carries its ``cursor`` (the
-change that last touched it); the response's ``cursor`` is the conversation's latest, read in
-the same snapshot, so ``GET .../messages?after=<cursor>`` (or the stream with ``?after=``)
-continues exactly where the history ended.
+History order is the chat order, ``(event_ts, seq)``; pages are cut by that sort key
+(``before=``/``after_key=`` tokens, see :mod:`controller.whatsapp.paging`). Each message carries
+its ``cursor`` (the change that last touched it); the response's ``cursor`` is the
+conversation's latest, read in the same snapshot, so the stream with ``?after=<cursor>`` (or
+``GET .../messages?after=<cursor>``, changes in cursor order) continues where the history ended.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from controller.whatsapp.auth import Principal
 from controller.whatsapp.changes import alert_view, conversation_view, message_view
 from controller.whatsapp.metrics import CONTENT_TYPE
 from controller.whatsapp.models import ChannelAlert, Conversation, Message, StatusHistory
+from controller.whatsapp.paging import BadToken, decode_token, read_page
 from controller.whatsapp.relay import principal_of
 from controller.whatsapp.sender import SendError
 
@@ -185,27 +187,80 @@ async def get_conversation(request: web.Request) -> web.Response:
 
 @routes.get("/api/conversations/{conversation_id}/messages")
 async def history(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    principal = principal_of(request)
+    """History pages by sort key (``before``/``after_key``), or changes since a cursor (``after``)."""
+    principal_of(request)
     cid = _conv_id(request)
     after = _int_param(request, "after")
     limit = _int_param(request, "limit", 500, lo=1, hi=5000)
     assert limit is not None
+    if after is not None:
+        if "before" in request.query or "after_key" in request.query:
+            raise web.HTTPBadRequest(
+                text="after (changes since a cursor) cannot be combined with before/after_key (history pages)"
+            )
+        return await _changes_since(request, cid, after, limit)
+    return await _history_page(request, cid, limit)
+
+
+def _page_token(request: web.Request, name: str) -> tuple[float, int] | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return decode_token(raw)
+    except BadToken:
+        raise web.HTTPBadRequest(
+            text=f"{name} must be a page token from a previous response (its older/newer field)"
+        ) from None
+
+
+async def _history_page(request: web.Request, cid: int, limit: int) -> web.Response:
+    """A page of the chat by sort key: the latest, ``before=<older>`` or ``after_key=<newer>``."""
+    service = request.app[SERVICE]
+    principal = principal_of(request)
+    before = _page_token(request, "before")
+    after_key = _page_token(request, "after_key")
+    if before is not None and after_key is not None:
+        raise web.HTTPBadRequest(text="give before or after_key, not both")
     async with reading(service.engine) as conn:
         conv = await _visible_conversation(service, conn, principal, cid)
-        query = select(M).where(M.c.conversation_id == cid)
-        if after is not None:
-            query = query.where(M.c.last_cursor > after).order_by(M.c.event_ts, M.c.seq).limit(limit + 1)
-            rows = [dict(r) for r in (await conn.execute(query)).mappings()]
-        else:  # the latest ``limit`` messages, shown oldest first
-            query = query.order_by(M.c.event_ts.desc(), M.c.seq.desc()).limit(limit + 1)
-            rows = [dict(r) for r in (await conn.execute(query)).mappings()][::-1]
+        page = await read_page(conn, cid, limit=limit, before=before, after_key=after_key)
+        top = (
+            await conn.execute(select(func.max(M.c.last_cursor)).where(M.c.conversation_id == cid))
+        ).scalar_one()
+    more = page.newer is not None if after_key is not None else page.older is not None
+    return _json(
+        {
+            "conversation": conversation_view(conv, service.clock()),
+            "messages": [message_view(r) for r in page.rows],
+            "cursor": max(conv["last_cursor"], top or 0),
+            "more": more,
+            "older": page.older,
+            "newer": page.newer,
+        }
+    )
+
+
+async def _changes_since(request: web.Request, cid: int, after: int, limit: int) -> web.Response:
+    """Messages changed after a change cursor, in cursor order, so ``after=<cursor>`` continues."""
+    service = request.app[SERVICE]
+    principal = principal_of(request)
+    async with reading(service.engine) as conn:
+        conv = await _visible_conversation(service, conn, principal, cid)
+        query = (
+            select(M)
+            .where(M.c.conversation_id == cid, M.c.last_cursor > after)
+            .order_by(M.c.last_cursor)
+            .limit(limit + 1)
+        )
+        rows = [dict(r) for r in (await conn.execute(query)).mappings()]
         top = (
             await conn.execute(select(func.max(M.c.last_cursor)).where(M.c.conversation_id == cid))
         ).scalar_one()
     more = len(rows) > limit
-    rows = rows[:limit] if after is not None else rows[-limit:]
-    cursor = max(conv["last_cursor"], top or 0)
+    rows = rows[:limit]
+    # With more to come the cursor is the page's last change; else the conversation's latest.
+    cursor = rows[-1]["last_cursor"] if more else max(conv["last_cursor"], top or 0, after)
     return _json(
         {
             "conversation": conversation_view(conv, service.clock()),

@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "CATALOG",
+    "NOT_SENT_CODE",
     "UNKNOWN_OUTCOME",
     "WINDOW_CLOSED_CODE",
     "ErrorEntry",
@@ -599,22 +600,50 @@ _ENTRIES: tuple[ErrorEntry, ...] = (
     ),
 )
 
-CATALOG: dict[int, ErrorEntry] = {code: entry for entry in _ENTRIES for code in entry.codes}
+NOT_SENT_CODE = -1
+"""The sidecar's own code (Meta's are positive): Meta could not be reached and the request never
+left (connection refused or reset while connecting, DNS, TLS, connect timeout). Retried like
+Meta's transient codes; when the retries run out the message is ``failed``, certainly not sent."""
+
+_NOT_SENT = ErrorEntry(
+    (NOT_SENT_CODE,),
+    T,
+    "Meta unreachable: not sent",
+    Text(
+        "Meta inacessível: mensagem não enviada",
+        "Não foi possível conectar à Meta (rede ou serviço fora do ar); o pedido nem chegou a sair, então a "
+        "mensagem certamente não foi enviada. O sistema tentou de novo algumas vezes.",
+        "Reenvie a mensagem daqui a alguns minutos (não há risco de duplicar). Se continuar, avise o "
+        "administrador: o servidor não alcança graph.facebook.com.",
+    ),
+    Text(
+        "Meta unreachable: not sent",
+        "Meta could not be reached (network or service down); the request never left, so the message "
+        "was certainly not sent. The system retried a few times.",
+        "Resend the message in a few minutes (no risk of a duplicate). If it keeps happening, tell the "
+        "administrator: the server cannot reach graph.facebook.com.",
+    ),
+    max_retries=3,
+)
+
+CATALOG: dict[int, ErrorEntry] = {code: entry for entry in (*_ENTRIES, _NOT_SENT) for code in entry.codes}
 
 WINDOW_CLOSED_CODE = 131047
 
 UNKNOWN_OUTCOME = {
     "pt_BR": Text(
         "Resultado do envio desconhecido",
-        "A Meta não respondeu a tempo (tempo esgotado ou falha de rede): a mensagem pode ou não ter sido "
-        "aceita. O sistema não reenvia às cegas para não duplicar.",
-        "Aguarde alguns minutos: se o status mudar para enviado, está tudo certo. Senão, reenvie você mesmo.",
+        "O pedido chegou a sair para a Meta, mas a resposta não veio (tempo esgotado ou conexão caída no "
+        "meio): a mensagem pode ou não ter sido aceita. O sistema não reenvia sozinho para não duplicar.",
+        "Aguarde alguns minutos: se o status mudar para enviado ou entregue, está tudo certo. Se continuar "
+        "desconhecido, reenvie você mesmo (o cliente pode receber duas vezes) ou pergunte se recebeu.",
     ),
     "en": Text(
         "Send outcome unknown",
-        "Meta did not answer in time (timeout or network failure): the message may or may not have been "
-        "accepted. The system does not resend blindly, to avoid duplicates.",
-        "Wait a few minutes: if the status changes to sent, all is well. Otherwise resend it yourself.",
+        "The request reached Meta but no answer came back (timeout or connection lost mid-way): the "
+        "message may or may not have been accepted. The system does not resend it, to avoid duplicates.",
+        "Wait a few minutes: if the status changes to sent or delivered, all is well. If it stays unknown, "
+        "resend it yourself (the customer may get it twice) or ask the customer whether it arrived.",
     ),
 }
 

@@ -1,9 +1,17 @@
 """Meta Graph API client: ``POST /{version}/{phone_number_id}/messages`` for text and templates.
 
-Three outcomes, because the send API has no idempotency key: ``Accepted`` (200 + wamid; means
+Four outcomes, because the send API has no idempotency key: ``Accepted`` (200 + wamid; means
 accepted, not delivered), ``Rejected`` (an ``error`` object: the message was not accepted, safe
-to classify and maybe retry), ``Unknown`` (timeout, network error, 5xx without an error body:
-it may or may not have been accepted, so nobody resends it blindly).
+to classify and maybe retry), ``NotSent`` (the request never left: safe to retry) and ``Unknown``
+(the request may have reached Meta but no usable answer came back: it may or may not have been
+accepted, so nobody resends it blindly).
+
+Which transport errors mean "never left" (httpx): ``ConnectError`` (refused, reset or closed
+while connecting, DNS, TLS handshake), ``ConnectTimeout`` and ``PoolTimeout`` (no connection was
+ever had). Everything later is ``Unknown``: ``WriteError``/``WriteTimeout`` (part of the request,
+maybe all of it, is already on the wire), ``ReadError``/``ReadTimeout`` and
+``RemoteProtocolError`` (sent in full; Meta may have accepted it before the connection broke,
+including a kept-alive connection the server closed as we reused it).
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import httpx
 
 from controller.whatsapp.chat import MetaError
 
-__all__ = ["Accepted", "GraphClient", "Rejected", "Unknown", "template_payload", "text_payload"]
+__all__ = ["Accepted", "GraphClient", "NotSent", "Rejected", "Unknown", "template_payload", "text_payload"]
 
 log = logging.getLogger("controller.whatsapp.graph")
 
@@ -36,11 +44,21 @@ class Rejected:
 
 
 @dataclass(frozen=True, slots=True)
+class NotSent:
+    """No connection was made, so Meta never saw the request: retrying cannot duplicate it."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     reason: str
 
 
-SendResult = Accepted | Rejected | Unknown
+SendResult = Accepted | Rejected | NotSent | Unknown
+
+# Subclasses of TimeoutException/NetworkError: caught before them (see the module docstring).
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def _to(wa_id: str) -> str:
@@ -90,6 +108,8 @@ class GraphClient:
     async def send(self, payload: dict[str, Any]) -> SendResult:
         try:
             response = await self._client.post(self._url, json=payload)
+        except _NEVER_SENT as exc:
+            return NotSent(f"{type(exc).__name__}: {exc}"[:300])
         except httpx.TimeoutException as exc:
             return Unknown(f"timeout: {type(exc).__name__}")
         except httpx.HTTPError as exc:

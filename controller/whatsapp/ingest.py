@@ -86,14 +86,21 @@ class Ingestor:
     async def store_and_apply(self, rows: list[dict], docs: list[tuple[str, object]]) -> None:
         """One transaction: insert the raw bodies (``rows``) and apply the parsed ``docs``.
 
-        The webhook's group commit calls this; on any exception nothing was written and the
-        caller stores the bodies alone, for :meth:`process_pending` to retry one by one.
+        ``docs`` has one entry per delivery: an identical re-POST in the same group is applied
+        once but counted as delivered (its messages as duplicates). The webhook's group commit
+        calls this; on any exception nothing was written and the caller stores the bodies alone,
+        for :meth:`process_pending` to retry one by one.
         """
-        parsed = [(None, sha, self._parse(None, b"", doc)) for sha, doc in docs]
+        copies: dict[str, int] = {}
+        unique: dict[str, object] = {}
+        for sha, doc in docs:
+            copies[sha] = copies.get(sha, 0) + 1
+            unique.setdefault(sha, doc)
+        parsed = [(None, sha, self._parse(None, b"", doc)) for sha, doc in unique.items()]
         async with self.changelog.unit() as u:
             await insert_ignore(u.conn, IN, rows, "body_sha256")
             await self._apply_in(u, parsed)
-        self._count(parsed)
+        self._count(parsed, copies)
 
     def _parse(self, inbox_id: int | None, body: bytes, doc: object = None) -> Parsed:
         if doc is None:
@@ -143,16 +150,26 @@ class Ingestor:
                 )
             u.inbox_done(inbox_id)
 
-    def _count(self, items: list[tuple[int | None, str, Parsed]]) -> None:
+    def _count(
+        self, items: list[tuple[int | None, str, Parsed]], copies: dict[str, int] | None = None
+    ) -> None:
+        """Deliveries, not stored rows: a body POSTed ``k`` times counts ``k`` times."""
         counts = {"messages": 0, "statuses": 0, "errors": 0}
-        for _, _, parsed in items:
-            counts["messages"] += len(parsed.inbound)
-            counts["statuses"] += len(parsed.statuses)
-            counts["errors"] += len(parsed.channel_errors)
+        bodies = 0
+        repeated_messages = 0
+        for _, sha, parsed in items:
+            k = copies.get(sha, 1) if copies else 1
+            bodies += k
+            counts["messages"] += k * len(parsed.inbound)
+            counts["statuses"] += k * len(parsed.statuses)
+            counts["errors"] += k * len(parsed.channel_errors)
+            repeated_messages += (k - 1) * len(parsed.inbound)
         for name, n in counts.items():
             if n:
                 self.metrics.inc("webhook_items", n, kind=name)
-        self.metrics.inc("webhook_processed", len(items))
+        if repeated_messages:
+            self.metrics.inc("webhook_duplicates", repeated_messages, kind="message")
+        self.metrics.inc("webhook_processed", bodies)
 
     async def _inbound(self, u: Unit, items: list[tuple[int, str, Parsed]]) -> None:
         inbound = [m for _, _, parsed in items for m in parsed.inbound]

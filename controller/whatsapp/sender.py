@@ -4,9 +4,12 @@ A message is stored as ``pending`` (and pushed) before Meta is called, so the ag
 once. Each conversation has one queue: the next message goes out only after the previous one
 was accepted or has finally failed (Meta doesn't keep request order otherwise). Transient codes
 are retried with backoff (131056: 4^X s); permanent ones land on the bubble with the catalog's
-explanation; channel codes also raise a channel alert. A timeout or network error makes the
-message ``unknown``: never resent blindly. ``in_flight`` is committed before each call, so after
-a crash an interrupted send becomes ``unknown`` and a never-attempted one is sent.
+explanation; channel codes also raise a channel alert. When Meta cannot even be connected to
+(the request never left) the send is retried with the same backoff as transient codes, then
+``failed`` (certainly not sent: the agent may resend). Once the request may have reached Meta, a
+timeout or broken connection makes the message ``unknown``: never resent blindly. ``in_flight``
+is committed before each call, so after a crash an interrupted send becomes ``unknown`` and a
+never-attempted one is sent.
 """
 
 from __future__ import annotations
@@ -22,8 +25,21 @@ from sqlalchemy import select
 from controller.whatsapp.auth import Principal, SidecarAuth
 from controller.whatsapp.changes import ChangeLog, Unit, message_view
 from controller.whatsapp.chat import MetaError, StatusUpdate, window_open
-from controller.whatsapp.errors import WINDOW_CLOSED_CODE, RetryClass, backoff_seconds, retry_class
-from controller.whatsapp.graph import Accepted, GraphClient, Rejected, template_payload, text_payload
+from controller.whatsapp.errors import (
+    NOT_SENT_CODE,
+    WINDOW_CLOSED_CODE,
+    RetryClass,
+    backoff_seconds,
+    retry_class,
+)
+from controller.whatsapp.graph import (
+    Accepted,
+    GraphClient,
+    NotSent,
+    Rejected,
+    template_payload,
+    text_payload,
+)
 from controller.whatsapp.metrics import Counters
 from controller.whatsapp.models import Message
 
@@ -222,7 +238,8 @@ class Sender:
 
     async def _deliver(self, message_id: str) -> None:
         assert self.graph is not None
-        attempt = 0
+        attempt = 0  # retries after Meta's transient codes
+        unreachable = 0  # retries after a connection that was never made
         while True:
             async with self.changelog.unit() as u:
                 await u.load_messages(ids=[message_id])
@@ -269,6 +286,28 @@ class Sender:
                     else:
                         self.metrics.inc("send_retried", code=code)
                         log.info("transient Meta error; retrying", extra={**extra, "in_s": retry_in})
+                elif isinstance(result, NotSent):
+                    unreachable += 1
+                    retry_in = backoff_seconds(NOT_SENT_CODE, unreachable)
+                    extra = {"message_id": m["id"], "reason": result.reason, "attempt": unreachable}
+                    if retry_in is None:
+                        error = MetaError(
+                            NOT_SENT_CODE,
+                            title="Meta unreachable: not sent",
+                            message=result.reason,
+                            details=f"no connection to Meta after {unreachable} attempts; nothing was sent",
+                        )
+                        u.apply(m, StatusUpdate("failed", u.now, error, "send"))
+                        self.metrics.inc(
+                            "send_failed", code="network", retry_class=RetryClass.TRANSIENT.value
+                        )
+                        log.warning("Meta unreachable; message not sent, given up", extra=extra)
+                    else:
+                        self.metrics.inc("send_retried", code="network")
+                        log.info(
+                            "Meta unreachable; request never sent, retrying",
+                            extra={**extra, "in_s": retry_in},
+                        )
                 else:
                     u.apply(m, StatusUpdate("unknown", u.now, None, "send"))
                     self.metrics.inc("send_unknown")

@@ -101,17 +101,19 @@ class InboxWriter:
             batch, self._pending = self._pending[:_GROUP], self._pending[_GROUP:]
             rows: dict[str, dict] = {}
             docs: dict[str, object] = {}
+            deliveries: list[tuple[str, object]] = []  # every POST, identical re-POSTs included
             for row, doc, _ in batch:
                 rows.setdefault(row["body_sha256"], row)
                 if doc is not None:
                     docs.setdefault(row["body_sha256"], doc)
+                    deliveries.append((row["body_sha256"], doc))
             error: Exception | None = None
             done = False
             if docs and self.processor is not None:
                 now = self.clock()
                 marked = [{**r, "processed_at": now} if sha in docs else r for sha, r in rows.items()]
                 try:
-                    await self.processor(marked, list(docs.items()))
+                    await self.processor(marked, deliveries)
                     done = True
                 except Exception:
                     log.warning(

@@ -58,11 +58,14 @@ class FakeMeta:
 
     def __init__(self) -> None:
         self.sent: list[dict] = []
+        self.fail_with: Exception | None = None  # raised after the request "reached" Meta
         self._ids = itertools.count(1)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         self.sent.append(body)
+        if self.fail_with is not None:
+            raise self.fail_with
         wamid = f"wamid.E2E{next(self._ids):04d}"
         return httpx.Response(
             200,

@@ -76,3 +76,37 @@ async def test_each_service_has_its_own_registry(make_sidecar) -> None:
     await a.post("webhook_status_sent.json", signature=None)
     assert value(await scrape(a), "acd_wa_webhook_rejected_total", reason="signature_missing") == 1
     assert value(await scrape(b), "acd_wa_webhook_rejected_total", reason="signature_missing") is None
+
+
+async def test_identical_reposts_in_one_group_are_counted_as_deliveries(sidecar) -> None:
+    """Three POSTs of the same bytes committed together: one message stored, three deliveries."""
+    import asyncio
+    import json
+
+    from tests.whatsapp.conftest import fixture_bytes
+
+    body = fixture_bytes("webhook_inbound_text.json")
+    doc = json.loads(body)
+    inbox = sidecar.service.inbox
+    groups: list[int] = []
+    process = inbox.processor
+
+    async def spy(rows: list, deliveries: list) -> None:
+        groups.append(len(rows))
+        await process(rows, deliveries)
+
+    inbox.processor = spy
+    # All three are queued before the group's flush task first runs: one group, one commit.
+    await asyncio.gather(*(inbox.store(body, doc, process=True) for _ in range(3)))
+    await sidecar.service.drain()
+    assert groups == [1]
+    assert len(await sidecar.messages()) == 1
+    samples = await scrape(sidecar)
+    assert value(samples, "acd_wa_webhook_items_total", kind="messages") == 3
+    assert value(samples, "acd_wa_webhook_processed_total") == 3
+    assert value(samples, "acd_wa_webhook_duplicates_total", kind="message") == 2
+    # A fourth copy in a later group is counted the same way.
+    await sidecar.deliver(body)
+    samples = await scrape(sidecar)
+    assert value(samples, "acd_wa_webhook_items_total", kind="messages") == 4
+    assert value(samples, "acd_wa_webhook_duplicates_total", kind="message") == 3

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 
 import httpx
 import pytest
 
+from controller.whatsapp.errors import NOT_SENT_CODE
+from controller.whatsapp.graph import GraphClient, NotSent, Unknown, text_payload
 from tests.whatsapp.conftest import (
     ACCESS_TOKEN,
     MARIA,
@@ -185,8 +189,18 @@ async def test_token_expired_190_fails_the_message_and_alerts_admins(sidecar) ->
     )
 
 
-@pytest.mark.parametrize("failure", [httpx.ReadTimeout("slow"), httpx.ConnectError("down")])
-async def test_timeout_or_network_error_is_unknown_and_never_resent(sidecar, failure) -> None:
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.ReadTimeout("slow"),
+        httpx.ReadError("connection reset by peer"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.WriteError("broken pipe"),
+        httpx.WriteTimeout("slow"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+async def test_failure_after_the_request_left_is_unknown_and_never_resent(sidecar, failure) -> None:
     cid = await conversation(sidecar)
     sidecar.meta.post(SEND_URL).mock(side_effect=failure)
     await sidecar.send_text(cid, "oi")
@@ -302,3 +316,86 @@ async def test_interrupted_send_becomes_unknown_after_a_restart(make_sidecar) ->
     row = await out_row(second)
     assert row["status"] == "unknown" and not row["in_flight"]
     hang.set()
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        httpx.ConnectTimeout("slow"),
+        httpx.PoolTimeout("x"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+async def test_a_connection_never_made_is_retried_with_backoff_then_accepted(make_sidecar, failure) -> None:
+    """The request never left, so resending cannot duplicate it: retried like a transient code."""
+    sc = await make_sidecar()
+    waits: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    sc.service.sender._sleep = fake_sleep
+    sc.service.sender.backoff_scale = 1.0
+    cid = await conversation(sc)
+    sc.meta.post(SEND_URL).mock(
+        side_effect=[failure, failure, httpx.Response(200, json={"messages": [{"id": WAMID_REPLY}]})]
+    )
+    status, _ = await sc.send_text(cid, "oi")
+    assert status == 202
+    await sc.service.drain()
+    assert sc.meta.calls.call_count == 3 and waits == [1.0, 2.0]
+    row = await out_row(sc)
+    assert row["wamid"] == WAMID_REPLY and row["status"] == "pending" and row["error_code"] is None
+    assert sc.service.metrics.get("send_retried", code="network") == 2
+    assert sc.service.metrics.get("send_unknown") == 0
+
+
+async def test_meta_unreachable_fails_the_message_as_not_sent_after_the_retries(sidecar) -> None:
+    cid = await conversation(sidecar)
+    sidecar.meta.post(SEND_URL).mock(side_effect=httpx.ConnectError("[Errno 111] Connection refused"))
+    await sidecar.send_text(cid, "oi")
+    await sidecar.service.drain()
+    assert sidecar.meta.calls.call_count == 4  # first try + 3 retries
+    row = await out_row(sidecar)
+    assert row["status"] == "failed" and row["error_code"] == NOT_SENT_CODE and row["wamid"] is None
+    assert "Connection refused" in row["error_message"]
+    _, body = await sidecar.api("GET", f"/api/conversations/{cid}/messages")
+    error = body["messages"][-1]["error"]
+    assert error["explanation"]["pt_BR"]["title"] == "Meta inacessível: mensagem não enviada"
+    assert "no risk of a duplicate" in error["explanation"]["en"]["action"]
+    assert body["messages"][-1]["notice"] is None
+    assert sidecar.service.metrics.get("send_failed", code="network", retry_class="T") == 1
+    assert sidecar.service.metrics.get("send_unknown") == 0
+
+
+async def test_graph_client_tells_never_sent_from_maybe_sent_on_real_sockets() -> None:
+    """Connection refused -> NotSent; request read, connection closed without answer -> Unknown."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    client = GraphClient(f"http://127.0.0.1:{closed_port}/v24.0", "1", "t", timeout=5)
+    try:
+        result = await client.send(text_payload(MARIA, "oi", "msg:1"))
+    finally:
+        await client.aclose()
+    assert isinstance(result, NotSent) and "ConnectError" in result.reason
+
+    got_request = asyncio.Event()
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        got_request.set()
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = GraphClient(f"http://127.0.0.1:{port}/v24.0", "1", "t", timeout=5)
+    try:
+        result = await client.send(text_payload(MARIA, "oi", "msg:1"))
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+    assert got_request.is_set()
+    assert isinstance(result, Unknown) and "RemoteProtocolError" in result.reason

@@ -38,6 +38,10 @@ const state = {
     byId: new Map(), // message id → message (selected conversation)
     expanded: new Set(), // message ids whose error details are open
     cursor: null, // highest stream cursor seen (resume point)
+    older: null, // page token for the messages before the oldest shown; null = the chat starts there
+    loadingOlder: false,
+    olderError: null,
+    parked: new Map(), // id → {message, cursor}: stream versions of messages older than the pages loaded
     alerts: new Map(), // key → alert, shown as banners
     dismissed: new Set(),
     templates: null, // null = not loaded yet
@@ -931,6 +935,10 @@ function resetChat() {
   c.byId.clear();
   c.expanded.clear();
   c.cursor = null;
+  c.older = null;
+  c.olderError = null;
+  c.loadingOlder = false;
+  c.parked.clear();
   c.alerts.clear();
   c.dismissed.clear();
   c.templates = null;
@@ -998,7 +1006,7 @@ function compareMessages(a, b) {
  * Insert or replace one message of the selected conversation. A version whose cursor is not
  * newer than the one shown is dropped (late or repeated frame). Returns true if it changed.
  */
-function upsertMessage(message, cursor) {
+function upsertMessage(message, cursor, { keepScroll = false } = {}) {
   const c = state.chat;
   const shown = c.byId.get(message.id);
   const version = typeof cursor === "number" ? cursor : message.cursor;
@@ -1015,7 +1023,7 @@ function upsertMessage(message, cursor) {
   }
   c.messages.splice(lo, 0, next);
   c.byId.set(next.id, next);
-  placeMessageElement(next, lo);
+  placeMessageElement(next, lo, keepScroll);
   return true;
 }
 
@@ -1035,6 +1043,7 @@ function onChatFrame(frame) {
       const convId = frame.conversation_id ?? m.conversation_id;
       if (convId === c.selected) {
         if (frame.sort_key && !m.sort_key) m.sort_key = frame.sort_key;
+        if (parkIfOlder(m, frame.cursor)) break;
         const isNew = !c.byId.has(m.id);
         if (upsertMessage(m, frame.cursor) && isNew && m.direction === "in") announceMessage(m);
         renderMessagesEmpty();
@@ -1086,6 +1095,11 @@ async function selectConversation(id, { focus = true } = {}) {
   c.unread.delete(id);
   c.messages = [];
   c.byId.clear();
+  c.older = null;
+  c.olderError = null;
+  c.loadingOlder = false;
+  c.parked.clear();
+  c.loadingOlder = false;
   const list = $("[data-testid=message-list]");
   list.replaceChildren();
   list.setAttribute("aria-busy", "true");
@@ -1096,21 +1110,135 @@ async function selectConversation(id, { focus = true } = {}) {
   renderMessagesEmpty(t("chat.loading"));
   if (focus) $("#thread-heading").focus();
   try {
-    const data = await api(`/api/conversations/${encodeURIComponent(id)}/messages`, { base: state.config.whatsapp_url.replace(/\/+$/, "") });
+    const data = await api(`/api/conversations/${encodeURIComponent(id)}/messages?limit=${HISTORY_PAGE}`, { base: state.config.whatsapp_url.replace(/\/+$/, "") });
     if (c.selected !== id) return;
     if (data.conversation) upsertConversation(data.conversation);
     // Stream frames may already have arrived for this conversation: the cursor rule merges them.
     for (const m of data.messages || []) upsertMessage(m, m.cursor);
+    c.older = data.older ?? null;
     renderMessagesEmpty();
+    renderOlderControl();
     renderThreadHead();
     renderComposer();
     scrollMessagesToEnd(true);
+    maybeLoadOlder();
   } catch (err) {
     if (c.selected === id) renderMessagesEmpty(t("chat.load_failed", { message: err.message }));
   } finally {
     list.removeAttribute("aria-busy");
   }
   if (c.templates === null) loadTemplates();
+}
+
+/** Messages per history page; older pages load as the agent scrolls up (or presses the button). */
+const HISTORY_PAGE = 100;
+
+/**
+ * A message older than every page loaded so far, while older pages remain, is kept aside rather
+ * than shown above a gap: its page brings it (history pages are cut by sort key, so a message
+ * stored below the oldest page's key is in a later page), and the kept version is applied then
+ * in case it is newer than the page's (the cursor rule picks).
+ */
+function parkIfOlder(message, cursor) {
+  const c = state.chat;
+  if (c.older === null || c.messages.length === 0 || c.byId.has(message.id)) return false;
+  if (compareMessages(message, c.messages[0]) >= 0) return false;
+  const version = typeof cursor === "number" ? cursor : message.cursor;
+  const kept = c.parked.get(message.id);
+  if (!kept || !(typeof kept.cursor === "number" && kept.cursor >= version)) c.parked.set(message.id, { message, cursor: version });
+  return true;
+}
+
+/** Kept-aside messages that the pages now reach are placed (all of them once the chat start is loaded). */
+function unparkReached() {
+  const c = state.chat;
+  for (const [id, { message, cursor }] of c.parked) {
+    if (c.older !== null && c.messages.length > 0 && compareMessages(message, c.messages[0]) < 0) continue;
+    c.parked.delete(id);
+    upsertMessage(message, cursor, { keepScroll: true });
+  }
+}
+
+/** Near the top with older messages left: fetch the page before the oldest shown. */
+function maybeLoadOlder() {
+  const c = state.chat;
+  const list = $("[data-testid=message-list]");
+  if (c.older === null || c.loadingOlder || c.olderError || list.hidden) return;
+  if (list.scrollTop < 150) loadOlder();
+}
+
+/**
+ * One page before the oldest message shown (``before=<token>``). The messages land by sort key
+ * (upsertMessage: no duplicates, a message also brought by the stream is replaced in place), and
+ * the view stays on what the agent was reading: the distance from the bottom is kept.
+ */
+async function loadOlder() {
+  const c = state.chat;
+  const id = c.selected;
+  const token = c.older;
+  if (id === null || token === null || c.loadingOlder) return;
+  const list = $("[data-testid=message-list]");
+  c.loadingOlder = true;
+  c.olderError = null;
+  renderOlderControl();
+  let loaded = false;
+  try {
+    const path = `/api/conversations/${encodeURIComponent(id)}/messages?limit=${HISTORY_PAGE}&before=${encodeURIComponent(token)}`;
+    const data = await api(path, { base: state.config.whatsapp_url.replace(/\/+$/, "") });
+    if (c.selected !== id || c.older !== token) return;
+    const fromBottom = list.scrollHeight - list.scrollTop;
+    for (const m of data.messages || []) upsertMessage(m, m.cursor, { keepScroll: true });
+    c.older = data.older ?? null;
+    unparkReached();
+    list.scrollTop = list.scrollHeight - fromBottom;
+    loaded = true;
+  } catch (err) {
+    if (c.selected === id) c.olderError = err.message;
+  } finally {
+    if (c.selected === id) {
+      c.loadingOlder = false;
+      renderOlderControl();
+      renderMessagesEmpty();
+    }
+  }
+  if (loaded) maybeLoadOlder(); // a short page may not fill the view: keep going while at the top
+}
+
+/** The first row of the list: "load older" (button), loading, a retry after an error, or the start. */
+function renderOlderControl() {
+  const c = state.chat;
+  const list = $("[data-testid=message-list]");
+  let row = $(".messages-older", list);
+  if (c.messages.length === 0 && c.older === null) {
+    row?.remove();
+    return;
+  }
+  if (!row) {
+    row = h("li", { class: "messages-older muted", "data-testid": "messages-older" });
+    list.prepend(row);
+  } else if (list.firstElementChild !== row) {
+    list.prepend(row);
+  }
+  row.dataset.state = c.loadingOlder ? "loading" : c.olderError ? "error" : c.older === null ? "start" : "more";
+  if (c.loadingOlder) {
+    row.replaceChildren(h("span", { role: "status", text: t("chat.loading_older") }));
+  } else if (c.older === null) {
+    row.replaceChildren(h("span", { text: t("chat.history_start") }));
+  } else {
+    row.replaceChildren(
+      c.olderError ? h("span", { role: "alert", text: t("chat.load_older_failed", { message: c.olderError }) }) : null,
+      h("button", {
+        type: "button",
+        class: "btn btn-small btn-quiet",
+        "data-testid": "load-older",
+        text: t("chat.load_older"),
+        onclick: () => {
+          c.olderError = null;
+          loadOlder();
+        },
+      }),
+    );
+  }
 }
 
 async function loadTemplates() {
@@ -1216,9 +1344,9 @@ function scrollMessagesToEnd(force = false) {
 }
 
 /** Put the element of the message at index `index` in place: before its right neighbour's element. */
-function placeMessageElement(message, index) {
+function placeMessageElement(message, index, keepScroll = false) {
   const list = $("[data-testid=message-list]");
-  const stick = nearBottom(list);
+  const stick = !keepScroll && nearBottom(list);
   const old = $(`[data-testid=message][data-message-id="${CSS.escape(message.id)}"]`, list);
   const el = buildMessage(message);
   const nextMsg = state.chat.messages[index + 1];
@@ -1331,6 +1459,7 @@ function rebuildMessages() {
   const list = $("[data-testid=message-list]");
   list.replaceChildren(...state.chat.messages.map(buildMessage));
   renderMessagesEmpty();
+  renderOlderControl();
 }
 
 // --------------------------------------------------------------------------- composer
@@ -1645,6 +1774,7 @@ function wireEvents() {
   $("[data-testid=demo-phone-answer]").addEventListener("click", () => demoPhone("answer"));
   $("[data-testid=demo-phone-decline]").addEventListener("click", () => demoPhone("decline"));
   $(".composer-text-form").addEventListener("submit", onSendText);
+  $("[data-testid=message-list]").addEventListener("scroll", maybeLoadOlder, { passive: true });
   $("[data-testid=composer-text]").addEventListener("keydown", (e) => {
     // Enter sends, Shift+Enter is a new line (the usual chat convention).
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
