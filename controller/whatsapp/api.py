@@ -10,9 +10,7 @@ conversation's latest, read in the same snapshot, so the stream with ``?after=<c
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +20,7 @@ from controller.store import reading
 from controller.whatsapp.appkey import SERVICE
 from controller.whatsapp.auth import Principal
 from controller.whatsapp.changes import alert_view, conversation_view, message_view
+from controller.whatsapp.jsonout import dumps
 from controller.whatsapp.metrics import CONTENT_TYPE
 from controller.whatsapp.models import ChannelAlert, Conversation, Message, StatusHistory
 from controller.whatsapp.paging import BadToken, decode_token, read_page
@@ -38,25 +37,6 @@ H = StatusHistory.__table__
 A = ChannelAlert.__table__
 
 routes = web.RouteTableDef()
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as null: JSON has no such numbers."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-def dumps(data: Any) -> str:
-    """Strict JSON (never a bare ``Infinity``, which every JSON parser refuses)."""
-    try:
-        return json.dumps(data, ensure_ascii=False, allow_nan=False)
-    except ValueError:  # a non-finite float from old or odd data: show it as null
-        return json.dumps(_finite(data), ensure_ascii=False, allow_nan=False)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from controller.whatsapp.appkey import SERVICE
 from controller.whatsapp.auth import AuthError, Principal, SidecarAuth, label
 from controller.whatsapp.cors import stream_origin_ok
+from controller.whatsapp.jsonout import dumps
 from controller.whatsapp.metrics import Counters
 from controller.whatsapp.models import Change, Counter
 from controller.whatsapp.writer import SidecarWriter
@@ -219,7 +219,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     async def pump() -> None:
         async for frame in stream_frames(engine, hub, principal, after):
             if frame is not None:
-                await ws.send_str(json.dumps(frame, separators=(",", ":"), ensure_ascii=False))
+                await ws.send_str(dumps(frame, compact=True))
 
     # Whichever ends first ends the stream: the client leaving must not leave a pump waiting for
     # the next frame (a leaked subscriber, and a server shutdown that waits for it).
@@ -256,7 +256,7 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
             if frame is None:
                 await resp.write(b": keepalive\n\n")
                 continue
-            data = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+            data = dumps(frame, compact=True)
             await resp.write(f"id: {frame['cursor']}\nevent: {frame['type']}\ndata: {data}\n\n".encode())
     return resp
 
@@ -312,9 +312,7 @@ class Forwarder:
             ).all()
         if not rows:
             return 0
-        body = json.dumps(
-            {"changes": [p for _, p in rows]}, separators=(",", ":"), ensure_ascii=False
-        ).encode()
+        body = dumps({"changes": [p for _, p in rows]}, compact=True).encode()
         response = await self.client.post(
             self.url,
             content=body,

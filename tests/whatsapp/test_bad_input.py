@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
+from sqlalchemy import text
 
-from controller.whatsapp.api import dumps
+from controller.whatsapp.jsonout import dumps
 from controller.whatsapp.parse import MAX_TS
 from tests.whatsapp.conftest import ADMIN, TOKENS, fixture_bytes
 
@@ -116,3 +118,31 @@ async def test_cursors_beyond_64_bits_are_400_before_any_stream_starts(sidecar, 
     await sidecar.deliver("webhook_inbound_text.json")
     status, text = await get_text(sidecar, path, **headers)
     assert status == 400, text
+
+
+async def test_stream_frames_stay_json_when_a_stored_change_holds_infinity(sidecar) -> None:
+    """Rows stored before timestamps were validated may hold a non-finite number (SQLite wrote
+    ``Infinity`` into JSON text); the live streams must still send strict JSON."""
+    if sidecar.service.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's json type refuses Infinity: such old rows exist only on SQLite")
+    await sidecar.deliver(inbound("wamid.old-inf", "1786629726"))
+    [row] = await sidecar.rows("SELECT cursor, payload FROM wa_changes ORDER BY cursor LIMIT 1")
+    payload = row["payload"] if isinstance(row["payload"], str) else json.dumps(row["payload"])
+    odd = payload.replace('"message": {', '"message": {"odd": Infinity, ', 1).replace(
+        '"message":{', '"message":{"odd":Infinity,', 1
+    )
+    assert "Infinity" in odd
+    async with sidecar.service.engine.begin() as conn:
+        sql = text("UPDATE wa_changes SET payload = :p WHERE cursor = :c")
+        await conn.execute(sql, {"p": odd, "c": row["cursor"]})
+    resp = await sidecar.client.get(
+        "/api/stream/sse", params={"token": ADMIN}, headers={"Last-Event-ID": "0"}
+    )
+    assert resp.status == 200
+    data = ""
+    while not data:
+        line = (await asyncio.wait_for(resp.content.readline(), 5)).decode().strip()
+        data = line[5:] if line.startswith("data:") else ""
+    resp.close()
+    frame = strict(data)
+    assert frame["message"]["odd"] is None
