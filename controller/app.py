@@ -1,6 +1,7 @@
 """The controller process: settings + queue file -> engine, ARI client, event stream, shell.
 
-``acdctl run`` calls ``run_controller``; ``acdctl demo`` calls ``run_demo`` (see ``controller.demo``).
+``acdctl run`` calls ``run_controller``. The demo (``controller.demo``) builds on this module,
+never the reverse.
 """
 
 from __future__ import annotations
@@ -163,9 +164,3 @@ async def run_controller(settings: Settings, setup: AcdSetup) -> int:
     await controller.stop()
     await services.close()
     return code
-
-
-def run_demo(args: Any) -> Any:
-    from controller.demo import run_demo as demo
-
-    return demo(args)

@@ -26,6 +26,7 @@ from controller.panel.crm import CrmLookup
 from controller.panel.hub import PanelHub
 from controller.panel.routes import PanelConfig
 from controller.store import create_engine, is_sqlite
+from controller.store.agent_state import load_agent_states, restore_events
 from controller.store.migrate import current_revision, head_revision, upgrade
 from controller.store.queue_log import QueueLog
 from controller.store.writer import HistoryWriter
@@ -90,6 +91,7 @@ class Services:
         )
         c.shell.listeners.append(self.writer.listener)
         self.writer.start()
+        await self._restore_agents()
         self.metrics = Metrics(c, self.writer)
         self.metrics.panel = self.panel
         if s.queue_log:
@@ -103,6 +105,37 @@ class Services:
             self.writer.on_commit.append(self.webhook.wake)
             self.metrics.outbox_pending = lambda: self.webhook.pending if self.webhook else None
             self.webhook.start()
+
+    async def _restore_agents(self) -> None:
+        """Paused (with reason), logged out, not responding, misses, wrap-up end as the store kept
+        them, before the first ARI event; agents the store never saw keep the queue file's state.
+        A database that cannot be read is logged and the queue file's states are used."""
+        assert self.db is not None and self.writer is not None
+        c = self.controller
+        try:
+            async with asyncio.timeout(10):
+                stored = await load_agent_states(self.db)
+        except Exception as exc:
+            log.error(
+                "cannot read the agents' saved states; starting with the queue file's",
+                extra={"error": f"{type(exc).__name__}: {str(exc)[:200]}"},
+            )
+            return
+        events = restore_events(stored, c.engine.agents, self.writer.epoch)
+        for event in events:
+            c.shell.feed(event)
+        restored = [e for e in events if e.reason == "restored"]
+        if events:
+            log.info(
+                "agent states restored",
+                extra={
+                    "restored": len(restored),
+                    "new": len(events) - len(restored),
+                    "paused": sum(e.presence == "paused" for e in restored),
+                    "logged_out": sum(e.presence == "logged_out" for e in restored),
+                    "not_responding": sum(e.presence == "not_responding" for e in restored),
+                },
+            )
 
     async def _migrate(self) -> None:
         assert self.db is not None
