@@ -26,7 +26,7 @@ from controller.panel.crm import CrmLookup
 from controller.panel.hub import PanelHub
 from controller.panel.routes import PanelConfig
 from controller.store import create_engine, is_sqlite
-from controller.store.agent_state import load_agent_states, restore_events
+from controller.store.agent_state import load_agent_states, restore_events, save_first_seen
 from controller.store.migrate import current_revision, head_revision, upgrade
 from controller.store.queue_log import QueueLog
 from controller.store.writer import HistoryWriter
@@ -124,18 +124,25 @@ class Services:
         events = restore_events(stored, c.engine.agents, self.writer.epoch)
         for event in events:
             c.shell.feed(event)
-        restored = [e for e in events if e.reason == "restored"]
-        if events:
-            log.info(
-                "agent states restored",
-                extra={
-                    "restored": len(restored),
-                    "new": len(events) - len(restored),
-                    "paused": sum(e.presence == "paused" for e in restored),
-                    "logged_out": sum(e.presence == "logged_out" for e in restored),
-                    "not_responding": sum(e.presence == "not_responding" for e in restored),
-                },
+        seen = {s.agent for s in stored}
+        first = [c.engine.agent_snapshot(a) for a in c.engine.agents if a not in seen]
+        try:
+            await save_first_seen(self.db, first)
+        except Exception as exc:
+            log.error(
+                "cannot save the queue file's agent states",
+                extra={"error": f"{type(exc).__name__}: {str(exc)[:200]}"},
             )
+        log.info(
+            "agent states restored",
+            extra={
+                "restored": len(events),
+                "new": len(first),
+                "paused": sum(e.presence == "paused" for e in events),
+                "logged_out": sum(e.presence == "logged_out" for e in events),
+                "not_responding": sum(e.presence == "not_responding" for e in events),
+            },
+        )
 
     async def _migrate(self) -> None:
         assert self.db is not None

@@ -924,7 +924,7 @@ class Engine:
             agent.in_wrapup = True
             agent.wrapup_until = e.wrapup_until
             self._start_timer(f"wrapup:{agent.id}", e.wrapup_until)
-        self._agent_state(agent, e.reason)
+        self._agent_state(agent, "restored")
         self._refresh(agent)
         self._count_presence(agent, before)
 

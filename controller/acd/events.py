@@ -158,7 +158,6 @@ class AgentStateRestored:
     pause_reason: str = ""
     misses: int = 0
     wrapup_until: float | None = None
-    reason: str = "restored"  # of the agent.state record; "queue_file" for an agent seen first
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Integer, String, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controller.acd import events as ev
 from controller.store.base import Base
-from controller.store.engine import reading
+from controller.store.engine import reading, writing
 from controller.store.history import as_utc
 
-__all__ = ["AgentPresenceRow", "StoredAgentState", "load_agent_states", "restore_events"]
+__all__ = ["AgentPresenceRow", "StoredAgentState", "load_agent_states", "restore_events", "save_first_seen"]
 
 
 class AgentPresenceRow(Base):
@@ -62,20 +63,42 @@ async def load_agent_states(db: AsyncEngine) -> list[StoredAgentState]:
 
 
 def restore_events(
-    stored: Iterable[StoredAgentState], agents: Mapping[str, Any], epoch: float
+    stored: Iterable[StoredAgentState], agents: Iterable[str], epoch: float
 ) -> list[ev.AgentStateRestored]:
-    """Engine events for the configured ``agents`` (id -> engine agent): the stored state of
-    those the store knows; the queue file's state, recorded as such, for the others (so the
-    store has seen them from now on). Wall times -> engine times: engine time ``at`` is wall
-    time ``epoch + at``, as the history writer stores it."""
-    seen = {s.agent: s for s in stored}
-    events = []
-    for agent_id, agent in agents.items():
-        s = seen.get(agent_id)
-        if s is None:
-            presence = getattr(agent.presence, "value", agent.presence)
-            events.append(ev.AgentStateRestored(agent_id, presence, reason="queue_file"))
-            continue
-        wrapup = None if s.wrapup_until is None else s.wrapup_until.timestamp() - epoch
-        events.append(ev.AgentStateRestored(agent_id, s.presence, s.pause_reason, s.misses, wrapup))
-    return events
+    """Engine events for the configured ``agents`` the store knows. Wall times -> engine times:
+    engine time ``at`` is wall time ``epoch + at``, as the history writer stores it."""
+    known = set(agents)
+    return [
+        ev.AgentStateRestored(
+            s.agent,
+            s.presence,
+            s.pause_reason,
+            s.misses,
+            None if s.wrapup_until is None else s.wrapup_until.timestamp() - epoch,
+        )
+        for s in stored
+        if s.agent in known
+    ]
+
+
+async def save_first_seen(db: AsyncEngine, snapshots: Iterable[Mapping[str, Any]]) -> int:
+    """Remember the queue-file state of agents the store has never seen (``Engine.agent_snapshot``
+    of each), so that state is their first one only: a later file change does not override what
+    they became. A row written meanwhile by the history writer wins. Returns the rows offered."""
+    rows = [
+        {
+            "id": snap["agent"],
+            "presence": snap["presence"],
+            "pause_reason": snap["pause_reason"] or None,
+            "misses": snap["misses"],
+            "wrapup_until": None,
+            "updated_at": datetime.now(UTC),
+        }
+        for snap in snapshots
+    ]
+    if rows:
+        table = AgentPresenceRow.__table__
+        insert = postgresql.insert if db.dialect.name == "postgresql" else sqlite.insert
+        async with writing(db) as conn:
+            await conn.execute(insert(table).on_conflict_do_nothing(index_elements=["id"]), rows)
+    return len(rows)
