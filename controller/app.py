@@ -136,6 +136,15 @@ async def run_controller(settings: Settings, setup: AcdSetup) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[Any]] = set()
+
+    def on_sighup() -> None:  # reload the queue file; the result is logged by the reloader
+        task = loop.create_task(services.reloader.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
     try:
         await controller.start()
         await services.serve()

@@ -25,6 +25,7 @@ from controller.events import WebhookDeliverer
 from controller.panel.crm import CrmLookup
 from controller.panel.hub import PanelHub
 from controller.panel.routes import PanelConfig
+from controller.reload import Reloader
 from controller.store import create_engine, is_sqlite
 from controller.store.agent_state import load_agent_states, restore_events, save_first_seen
 from controller.store.migrate import current_revision, head_revision, upgrade
@@ -68,6 +69,8 @@ class Services:
         self.panel_config = PanelConfig(settings.panel_whatsapp_url, settings.panel_language, demo=demo)
         self.app_hooks: list[Callable[[web.Application], None]] = []
         self._auth: Auth | None = None
+        self.reloader = Reloader(controller, settings.config)
+        self.reloader.on_tokens.append(lambda tokens: self.api_auth.set_agent_tokens(tokens))
         self._writer_options = writer_options or {}
         self._webhook_options = webhook_options or {}
 
@@ -94,6 +97,7 @@ class Services:
         await self._restore_agents()
         self.metrics = Metrics(c, self.writer)
         self.metrics.panel = self.panel
+        self.metrics.reloads = self.reloader.stats
         if s.queue_log:
             self.queue_log = QueueLog(s.queue_log, c.engine, epoch=self.writer.epoch)
             c.shell.listeners.append(self.queue_log.listener)
@@ -187,6 +191,7 @@ class Services:
             panel=self.panel,
             panel_config=self.panel_config,
             app_hooks=list(self.app_hooks),
+            reload=self.reloader.reload,
         )
 
     async def serve(self, host: str | None = None, port: int | None = None) -> str:

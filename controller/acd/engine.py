@@ -1017,7 +1017,6 @@ class Engine:
                 if call is not None:
                     self._dispatch_call(call)
             self._leave_if_empty(name)
-        self.stats["reloads"] += 1
 
     def _drop_agent(self, agent: Agent) -> None:
         """Forget a removed agent once nothing of it is live any more."""
@@ -1031,7 +1030,6 @@ class Engine:
         self._agent_tiers.pop(agent.id, None)
         if self._by_endpoint.get(agent.endpoint) == agent.id:
             del self._by_endpoint[agent.endpoint]
-        self.stats["agents_removed"] += 1
 
     def _refresh(self, agent: Agent, dispatch: bool = True) -> None:
         """Keep the selection sets in step with the agent's eligibility."""
