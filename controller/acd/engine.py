@@ -989,6 +989,8 @@ class Engine:
         for conf in new.agents.values():
             if conf.id not in self.agents:
                 self._add_agent(conf)
+        for order, conf in enumerate(new.agents.values()):  # file order, for "linear"
+            self.agents[conf.id].order = order
         self._build_tiers()
         self._present = Counter(q for a in self.agents.values() if self._offerable(a) for q in a.penalties)
         for agent in self.agents.values():
