@@ -107,6 +107,7 @@ class Offer:
     started_at: float
     ring_deadline: float
     state: OfferState = OfferState.RINGING
+    acceptance: Acceptance = Acceptance.ANSWER  # the queue's mode when the offer was made
     leg_open: bool = True
     answered_at: float | None = None
     ended_at: float | None = None
@@ -475,6 +476,7 @@ class Engine:
         call.offer_count += 1
         offer = Offer(f"{call.id}-{call.offer_count}", call.id, agent.id, now, now + queue.ring_timeout)
         offer.leg_open = False
+        offer.acceptance = queue.acceptance
         self.offers[offer.id] = offer
         call.live_offers.add(offer.id)
         call.tried.add(agent.id)
@@ -560,7 +562,7 @@ class Engine:
         self._cancel_timer(f"ring:{offer.id}")
         call = self.calls[offer.call_id]
         queue = self._queues[call.queue]
-        if queue.acceptance is Acceptance.CONFIRM:
+        if offer.acceptance is Acceptance.CONFIRM:
             offer.state = OfferState.CONFIRMING
             self._start_timer(f"confirm:{offer.id}", self._now + queue.confirm_timeout)
             wait = int(self._now - call.arrived_at)
@@ -713,7 +715,9 @@ class Engine:
         if call.state is CallState.OFFERING and not call.live_offers:
             call.state = CallState.WAITING
             self._waiting[call.queue].add(call.id, call.rank)
-            self._dispatch_call(call)
+            self._leave_if_empty(call.queue)  # e.g. the agent who let it ring became not responding
+            if call.state is CallState.WAITING:
+                self._dispatch_call(call)
 
     def _on_confirm_digit(self, e: ev.ConfirmDigit) -> None:
         offer = self.offers.get(e.offer_id)
@@ -739,14 +743,14 @@ class Engine:
 
     def _on_offer_accepted(self, e: ev.OfferAccepted) -> None:
         offer = self.offers.get(e.offer_id)
-        if offer is None or offer.agent_id != e.agent_id:
+        if offer is None or offer.agent_id != e.agent_id or offer.state not in LIVE_OFFER_STATES:
             self.stats["stale_panel_action"] += 1
             return
         call = self.calls[offer.call_id]
         queue = self._queues[call.queue]
         if offer.state is OfferState.CONFIRMING:
             self._accept(offer, call)  # the click stands in for the digit 1
-        elif offer.state is OfferState.RINGING and queue.acceptance is Acceptance.DESKTOP:
+        elif offer.state is OfferState.RINGING and offer.acceptance is Acceptance.DESKTOP:
             # Now call the agent's phone, asking it to pick up by itself; connect when it does.
             offer.state = OfferState.CONNECTING
             offer.answered_at = self._now
@@ -915,6 +919,9 @@ class Engine:
             presence = Presence(e.presence)
         except ValueError:
             self.stats["restore_refused"] += 1
+            return
+        if agent.live_offer is not None or agent.call is not None or agent.open_legs:
+            self.stats["restore_refused"] += 1  # only meant for the start, before any call
             return
         before = self._offerable(agent)
         agent.presence = presence

@@ -818,6 +818,14 @@ def test_leave_when_empty_overflows_waiting_callers_when_last_member_goes():
     assert not h.engine._waiting["support"]
 
 
+def test_leave_when_empty_when_the_last_member_stops_responding_to_this_caller():
+    h = Harness(make_setup(agents=["alice"], queue=queue(leave_when_empty=True, max_no_answer=1)))
+    h.arrive("c1")
+    out = h.advance(15)  # alice lets it ring out: not responding, nobody left for the caller
+    assert h.engine.agents["alice"].presence is Presence.NOT_RESPONDING
+    assert of(out, cmd.HangupCaller) == [cmd.HangupCaller("c1", "overflow")]
+
+
 # --------------------------------------------------------------------------- restart
 
 
