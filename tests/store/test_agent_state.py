@@ -108,3 +108,21 @@ async def test_controller_restores_states_at_start_before_routing(db):
         assert a["carol"].presence is Presence.AVAILABLE, "the store saw carol start available"
     finally:
         await stack.close()
+
+
+async def test_database_down_at_start_uses_the_queue_files_states_and_says_so(tmp_path, caplog):
+    """PostgreSQL unreachable at start: calls are routed anyway, from the queue file's states."""
+    from tests.store.test_outage import outage_db  # noqa: PLC0415 - its TCP proxy
+
+    setup = stack_setup({"alice": "agent1"})
+    async with outage_db("postgresql", tmp_path) as (db, down, up):
+        await down()
+        stack = await make_stack(db, setup, {"agent1": Answer(after=0.2)}, http=False)
+        try:
+            assert stack.controller.engine.agents["alice"].presence is Presence.AVAILABLE
+            assert "cannot read the agents' saved states" in caplog.text
+            caller = stack.call()
+            await caller.wait_for(lambda c: c.bridged_with == "agent1", 200)
+            await up()
+        finally:
+            await stack.close()
