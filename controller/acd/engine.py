@@ -12,6 +12,12 @@ Vocabulary:
   offers for one call at once; every other strategy makes one at a time.
 - eligible agent: available, reachable, idle (no offer, no call, no wrap-up, no delay, no
   agent leg still open). Only eligible agents sit in the per-queue selection sets.
+- present member: available and reachable, busy or not: could be offered a call now or once
+  free. A queue with none is "empty" (``join_empty``, ``leave_when_empty``).
+
+The queue file can be swapped while calls go on (``SetupReloaded``), and what a restart would
+lose about each agent is exposed as plain data (``agent_snapshot``) and put back at start
+(``AgentStateRestored``); both are ordinary events, so they replay like any other.
 """
 
 from __future__ import annotations
