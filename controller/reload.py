@@ -59,7 +59,7 @@ class Reloader:
     def __init__(self, controller: Controller, path: str | Path) -> None:
         self.controller = controller
         self.path = Path(path)
-        self.stats: Counter[str] = Counter()  # ok, rejected, failed
+        self.stats: Counter[str] = Counter()  # ok, rejected (invalid file), failed (a bug)
         self.on_tokens: list[Any] = []  # callbacks(agent id -> token hash) for the API's auth
         self._lock = asyncio.Lock()
 
@@ -77,7 +77,12 @@ class Reloader:
                 return ReloadResult(False, errors=list(exc.problems))
             c = self.controller
             changes = diff_setups(c.engine.setup, setup)
-            c.shell.feed(ev.SetupReloaded(setup))
+            try:
+                c.shell.feed(ev.SetupReloaded(setup))
+            except Exception as exc:  # a bug, not the admin's file: say so, keep running
+                self.stats["failed"] += 1
+                log.exception("queue file reload failed", extra={"config": str(self.path)})
+                return ReloadResult(False, errors=[f"internal error while applying the file: {exc!r}"])
             for callback in self.on_tokens:
                 callback(tokens)
             warnings = setup_warnings(setup)

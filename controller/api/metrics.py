@@ -125,7 +125,7 @@ class Metrics(Collector):
             reloads = CounterMetricFamily(
                 "acd_config_reloads", "Queue-file reloads, by result", labels=["result"]
             )
-            for result in ("ok", "rejected"):
+            for result in ("ok", "rejected", "failed"):
                 reloads.add_metric([result], self.reloads[result])
             yield reloads
         if self.writer is not None:
