@@ -1,6 +1,7 @@
 """The controller process: settings + queue file -> engine, ARI client, event stream, shell.
 
-``acdctl run`` calls ``run_controller``; ``acdctl demo`` calls ``run_demo`` (see ``controller.demo``).
+``acdctl run`` calls ``run_controller``. The demo (``controller.demo``) builds on this module,
+never the reverse.
 """
 
 from __future__ import annotations
@@ -135,6 +136,15 @@ async def run_controller(settings: Settings, setup: AcdSetup) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[Any]] = set()
+
+    def on_sighup() -> None:  # reload the queue file; the result is logged by the reloader
+        task = loop.create_task(services.reloader.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
     try:
         await controller.start()
         await services.serve()
@@ -163,9 +173,3 @@ async def run_controller(settings: Settings, setup: AcdSetup) -> int:
     await controller.stop()
     await services.close()
     return code
-
-
-def run_demo(args: Any) -> Any:
-    from controller.demo import run_demo as demo
-
-    return demo(args)

@@ -276,15 +276,15 @@ class _AppMissing(Exception):
     """controller.app isn't installed (partial checkout): say so instead of a traceback."""
 
 
-def _app() -> Any:
-    """Import the application lazily so check-config works without its heavy imports."""
+def _app(name: str = "controller.app") -> Any:
+    """Import the application (or the demo, which builds on it) lazily so check-config works
+    without their heavy imports."""
     try:
-        import controller.app as app
+        return importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name != "controller.app":
+        if exc.name not in (name, "controller.app"):
             raise
-        raise _AppMissing("acdctl: controller.app is missing from this installation") from None
-    return app
+        raise _AppMissing(f"acdctl: {exc.name} is missing from this installation") from None
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -307,7 +307,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _start_logging(settings)
-    return _finish(_app().run_demo(args))
+    return _finish(_app("controller.demo").run_demo(args))
 
 
 def _cmd_sidecar(args: argparse.Namespace) -> int:

@@ -478,6 +478,7 @@ class QueueModel(_Strict):
     unreachable_delay: float = Field(5.0, ge=0, allow_inf_nan=False)
     max_no_answer: int = Field(2, ge=0)
     join_empty: bool = True
+    leave_when_empty: bool = False
     retry: float = Field(5.0, ge=0, allow_inf_nan=False)
     confirm_timeout: float = Field(10.0, gt=0, allow_inf_nan=False)
     connect_timeout: float = Field(10.0, gt=0, allow_inf_nan=False)
@@ -571,6 +572,7 @@ _EXPECT: dict[str, dict[str, str]] = {
         "unreachable_delay": _SEC_GE0,
         "max_no_answer": "a whole number >= 0 (0 = never)",
         "join_empty": "true or false",
+        "leave_when_empty": "true or false",
         "retry": _SEC_GE0,
         "confirm_timeout": "a number of seconds > 0",
         "connect_timeout": "a number of seconds > 0",

@@ -25,7 +25,9 @@ from controller.events import WebhookDeliverer
 from controller.panel.crm import CrmLookup
 from controller.panel.hub import PanelHub
 from controller.panel.routes import PanelConfig
+from controller.reload import Reloader
 from controller.store import create_engine, is_sqlite
+from controller.store.agent_state import load_agent_states, restore_events, save_first_seen
 from controller.store.migrate import current_revision, head_revision, upgrade
 from controller.store.queue_log import QueueLog
 from controller.store.writer import HistoryWriter
@@ -67,6 +69,8 @@ class Services:
         self.panel_config = PanelConfig(settings.panel_whatsapp_url, settings.panel_language, demo=demo)
         self.app_hooks: list[Callable[[web.Application], None]] = []
         self._auth: Auth | None = None
+        self.reloader = Reloader(controller, settings.config)
+        self.reloader.on_tokens.append(lambda tokens: self.api_auth.set_agent_tokens(tokens))
         self._writer_options = writer_options or {}
         self._webhook_options = webhook_options or {}
 
@@ -90,8 +94,10 @@ class Services:
         )
         c.shell.listeners.append(self.writer.listener)
         self.writer.start()
+        await self._restore_agents()
         self.metrics = Metrics(c, self.writer)
         self.metrics.panel = self.panel
+        self.metrics.reloads = self.reloader.stats
         if s.queue_log:
             self.queue_log = QueueLog(s.queue_log, c.engine, epoch=self.writer.epoch)
             c.shell.listeners.append(self.queue_log.listener)
@@ -103,6 +109,44 @@ class Services:
             self.writer.on_commit.append(self.webhook.wake)
             self.metrics.outbox_pending = lambda: self.webhook.pending if self.webhook else None
             self.webhook.start()
+
+    async def _restore_agents(self) -> None:
+        """Paused (with reason), logged out, not responding, misses, wrap-up end as the store kept
+        them, before the first ARI event; agents the store never saw keep the queue file's state.
+        A database that cannot be read is logged and the queue file's states are used."""
+        assert self.db is not None and self.writer is not None
+        c = self.controller
+        try:
+            async with asyncio.timeout(10):
+                stored = await load_agent_states(self.db)
+        except Exception as exc:
+            log.error(
+                "cannot read the agents' saved states; starting with the queue file's",
+                extra={"error": f"{type(exc).__name__}: {str(exc)[:200]}"},
+            )
+            return
+        events = restore_events(stored, c.engine.agents, self.writer.epoch)
+        for event in events:
+            c.shell.feed(event)
+        seen = {s.agent for s in stored}
+        first = [c.engine.agent_snapshot(a) for a in c.engine.agents if a not in seen]
+        try:
+            await save_first_seen(self.db, first)
+        except Exception as exc:
+            log.error(
+                "cannot save the queue file's agent states",
+                extra={"error": f"{type(exc).__name__}: {str(exc)[:200]}"},
+            )
+        log.info(
+            "agent states restored",
+            extra={
+                "restored": len(events),
+                "new": len(first),
+                "paused": sum(e.presence == "paused" for e in events),
+                "logged_out": sum(e.presence == "logged_out" for e in events),
+                "not_responding": sum(e.presence == "not_responding" for e in events),
+            },
+        )
 
     async def _migrate(self) -> None:
         assert self.db is not None
@@ -147,6 +191,7 @@ class Services:
             panel=self.panel,
             panel_config=self.panel_config,
             app_hooks=list(self.app_hooks),
+            reload=self.reloader.reload,
         )
 
     async def serve(self, host: str | None = None, port: int | None = None) -> str:

@@ -43,6 +43,7 @@ def fake_app(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
     module.run_controller = run_controller  # type: ignore[attr-defined]
     module.run_demo = run_demo  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "controller.app", module)
+    monkeypatch.setitem(sys.modules, "controller.demo", module)  # acdctl demo imports it directly
     import controller
 
     monkeypatch.setattr(controller, "app", module, raising=False)
@@ -251,6 +252,7 @@ def test_missing_app_module_is_reported(monkeypatch: pytest.MonkeyPatch, capsys)
             return None
 
     monkeypatch.delitem(sys.modules, "controller.app", raising=False)
+    monkeypatch.delitem(sys.modules, "controller.demo", raising=False)  # the demo imports the app
     monkeypatch.setattr(sys, "meta_path", [Block(), *sys.meta_path])
     assert cli.main(["demo"]) == 1
     assert "controller.app is missing" in capsys.readouterr().err

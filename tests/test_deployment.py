@@ -10,6 +10,7 @@ needed: these are the mistakes an admin would otherwise find with a phone in the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import defaultdict
@@ -566,49 +567,14 @@ def test_no_auto_answer_anywhere(confs: dict[str, ConfFile], compose: dict[str, 
 # --------------------------------------------------------------------------- modules, music, core
 
 
-# What each module the configuration relies on requires (Asterisk 20/22 ``.requires``), and
-# what the dialplan's applications and functions come from. With autoload = no, Asterisk does
-# not load a missing dependency by itself: it refuses the module.
-REQUIRES: dict[str, tuple[str, ...]] = {
-    "res_pjsip": ("res_pjproject", "res_sorcery_config", "res_sorcery_memory", "res_sorcery_astdb"),
-    "chan_pjsip": ("res_pjsip", "res_pjsip_session", "res_pjsip_pubsub"),
-    "res_pjsip_session": ("res_pjsip",),
-    "res_pjsip_pubsub": ("res_pjsip",),
-    "res_pjsip_registrar": ("res_pjproject", "res_pjsip"),
-    "res_pjsip_caller_id": ("res_pjsip", "res_pjsip_session"),
-    "res_pjsip_header_funcs": ("res_pjsip", "res_pjsip_session"),
-    "res_pjsip_sdp_rtp": ("res_pjsip", "res_pjsip_session", "res_rtp_asterisk"),
-    "res_pjsip_authenticator_digest": ("res_pjsip",),
-    "res_pjsip_endpoint_identifier_user": ("res_pjsip",),
-    "res_pjsip_endpoint_identifier_ip": ("res_pjsip",),
-    "res_ari": ("res_stasis", "res_http_websocket"),
-    "res_ari_applications": ("res_ari", "res_ari_model", "res_stasis"),
-    "res_ari_asterisk": ("res_ari", "res_ari_model", "res_stasis"),
-    "res_ari_bridges": (
-        "res_ari",
-        "res_ari_model",
-        "res_stasis",
-        "res_stasis_recording",
-        "res_stasis_playback",
-    ),
-    "res_ari_channels": (
-        "res_ari",
-        "res_ari_model",
-        "res_stasis",
-        "res_stasis_answer",
-        "res_stasis_playback",
-        "res_stasis_recording",
-        "res_stasis_snoop",
-    ),
-    "res_ari_endpoints": ("res_ari", "res_ari_model", "res_stasis"),
-    "res_ari_events": ("res_ari", "res_ari_model", "res_stasis", "res_http_websocket"),
-    "res_ari_playbacks": ("res_ari", "res_ari_model", "res_stasis", "res_stasis_playback"),
-    "res_ari_device_states": ("res_ari", "res_ari_model", "res_stasis", "res_stasis_device_state"),
-    "res_ari_recordings": ("res_ari", "res_ari_model", "res_stasis", "res_stasis_recording"),
-    "res_stasis_playback": ("res_stasis", "res_stasis_recording"),
-    "res_stasis_snoop": ("res_stasis", "res_stasis_recording"),
-    "app_stasis": ("res_stasis", "res_ari"),
-}
+# What every module of Asterisk 22 requires at load time, read from the source of the release
+# (``tests/data/asterisk-22.10.1-modules.json``: each module's ``AST_MODULE_INFO`` ``.requires``).
+# With autoload = no, Asterisk does not load a missing requirement by itself: it refuses the
+# module (``res_ari`` has required ``res_websocket_client`` since 22.5), and everything that
+# requires the refused module goes with it.
+ASTERISK = json.loads((ROOT / "tests" / "data" / "asterisk-22.10.1-modules.json").read_text())
+REQUIRES: dict[str, list[str]] = ASTERISK["modules"]
+BUILTINS = frozenset(ASTERISK["builtins"])
 # Used by the controller over ARI, whatever the dialplan says.
 CONTROLLER_NEEDS = (
     "pbx_config",  # loads extensions.conf
@@ -693,9 +659,23 @@ def test_modules_cover_the_controller_and_the_dialplan(
     if confs["pjsip.conf"].objects("identify"):
         needed.add("res_pjsip_endpoint_identifier_ip")
     assert not needed - loaded, f"modules.conf does not load {sorted(needed - loaded)}"
+
+
+def test_modules_exist_in_asterisk_22_and_have_what_they_require(confs: dict[str, ConfFile]) -> None:
+    loaded = _loaded_modules(confs["modules.conf"])
+    unknown = sorted(loaded - REQUIRES.keys())
+    assert not unknown, f"modules.conf loads modules Asterisk {ASTERISK['asterisk']} does not have: {unknown}"
     for module in sorted(loaded):
-        missing = set(REQUIRES.get(module, ())) - loaded
+        missing = set(REQUIRES[module]) - loaded - BUILTINS
         assert not missing, f"modules.conf loads {module} but not what it requires: {sorted(missing)}"
+
+
+def test_module_table_is_asterisk_22s() -> None:
+    """The table is the release's, not a guess: the facts that broke a real PBX are in it."""
+    assert "res_websocket_client" in REQUIRES["res_ari"]
+    assert "format_g722" not in REQUIRES and "format_pcm" in REQUIRES  # format_pcm serves .g722
+    for module, requires in REQUIRES.items():
+        assert set(requires) <= REQUIRES.keys() | BUILTINS, f"{module} requires an unknown module"
 
 
 def test_default_music_class_exists(confs: dict[str, ConfFile]) -> None:

@@ -12,6 +12,12 @@ Vocabulary:
   offers for one call at once; every other strategy makes one at a time.
 - eligible agent: available, reachable, idle (no offer, no call, no wrap-up, no delay, no
   agent leg still open). Only eligible agents sit in the per-queue selection sets.
+- present member: available and reachable, busy or not: could be offered a call now or once
+  free. A queue with none is "empty" (``join_empty``, ``leave_when_empty``).
+
+The queue file can be swapped while calls go on (``SetupReloaded``), and what a restart would
+lose about each agent is exposed as plain data (``agent_snapshot``) and put back at start
+(``AgentStateRestored``); both are ordinary events, so they replay like any other.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from controller.acd.ranked import RandomSet, RankedSet
 from controller.acd.setup import (
     Acceptance,
     AcdSetup,
+    AgentConfig,
     AgentStartState,
     QueueConfig,
     Strategy,
@@ -106,6 +113,7 @@ class Offer:
     started_at: float
     ring_deadline: float
     state: OfferState = OfferState.RINGING
+    acceptance: Acceptance = Acceptance.ANSWER  # the queue's mode when the offer was made
     leg_open: bool = True
     answered_at: float | None = None
     ended_at: float | None = None
@@ -138,6 +146,7 @@ class Agent:
     last_offered: int = 0
     tried_calls: set[str] = field(default_factory=set)
     eligible: bool = False
+    retired: bool = False  # removed from the queue file; goes once its call and legs are over
 
     @property
     def status(self) -> str:
@@ -186,7 +195,9 @@ class Engine:
         self._tiers: dict[str, list[_Tier]] = {}  # queue -> tiers by ascending penalty
         self._agent_tiers: dict[str, list[tuple[str, _Tier]]] = {}
         self._waiting: dict[str, RankedSet[str]] = {q: RankedSet() for q in setup.queues}
-        self._logged_in: Counter[str] = Counter()  # queue -> members logged in
+        # queue -> members who could be offered a call now (available and reachable): "empty" = 0
+        self._present: Counter[str] = Counter()
+        self._queues: dict[str, QueueConfig] = dict(setup.queues)  # + removed queues with live calls
         self._call_seq = count()
         self._offer_seq = count(1)
         self._recent: deque[str] = deque()  # ids of finished calls, to tell duplicates
@@ -199,28 +210,44 @@ class Engine:
     # ------------------------------------------------------------------ setup
 
     def _build(self, setup: AcdSetup) -> None:
-        penalties_by_queue: dict[str, set[int]] = {q: set() for q in setup.queues}
-        for order, conf in enumerate(setup.agents.values()):
-            penalties = {m.queue: m.penalty for m in conf.queues}
-            presence = Presence.AVAILABLE if conf.state == AgentStartState.AVAILABLE else Presence.LOGGED_OUT
-            agent = Agent(conf.id, conf.name, conf.endpoint, order, penalties, presence=presence)
-            self.agents[conf.id] = agent
-            self._by_endpoint[conf.endpoint] = conf.id
-            for queue, penalty in penalties.items():
+        for conf in setup.agents.values():
+            self._add_agent(conf)
+        self._build_tiers()
+        for agent in self.agents.values():
+            self._refresh(agent, dispatch=False)
+
+    def _add_agent(self, conf: AgentConfig) -> Agent:
+        presence = Presence.AVAILABLE if conf.state == AgentStartState.AVAILABLE else Presence.LOGGED_OUT
+        penalties = {m.queue: m.penalty for m in conf.queues}
+        order = max((a.order for a in self.agents.values()), default=-1) + 1
+        agent = Agent(conf.id, conf.name, conf.endpoint, order, penalties, presence=presence)
+        self.agents[conf.id] = agent
+        self._by_endpoint[conf.endpoint] = conf.id
+        if self._offerable(agent):
+            for queue in penalties:
+                self._present[queue] += 1
+        return agent
+
+    def _build_tiers(self) -> None:
+        """(Re)build every queue's selection sets from the agents' memberships; nobody is in them
+        afterwards (``agent.eligible`` is reset), so callers ``_refresh`` each agent next."""
+        penalties_by_queue: dict[str, set[int]] = {q: set() for q in self.setup.queues}
+        for agent in self.agents.values():
+            for queue, penalty in agent.penalties.items():
                 penalties_by_queue.setdefault(queue, set()).add(penalty)
+        self._tiers = {}
         for queue, levels in penalties_by_queue.items():
-            strategy = setup.queues[queue].strategy if queue in setup.queues else Strategy.LINEAR
+            conf = self.setup.queues.get(queue)
+            strategy = conf.strategy if conf is not None else Strategy.LINEAR
             self._tiers[queue] = [_Tier(p, self._new_members(strategy)) for p in sorted(levels)]
             self._waiting.setdefault(queue, RankedSet())
+        self._agent_tiers = {}
         for agent in self.agents.values():
+            agent.eligible = False
             self._agent_tiers[agent.id] = [
                 (queue, next(t for t in self._tiers[queue] if t.penalty == penalty))
                 for queue, penalty in agent.penalties.items()
             ]
-            if agent.presence is not Presence.LOGGED_OUT:
-                for queue in agent.penalties:
-                    self._logged_in[queue] += 1
-            self._refresh(agent, dispatch=False)
 
     def _new_members(self, strategy: Strategy) -> RankedSet[str] | RandomSet[str]:
         return RandomSet(self.rng) if strategy is Strategy.RANDOM else RankedSet()
@@ -276,7 +303,7 @@ class Engine:
             return
         self.calls[call.id] = call
         self._emit(cmd.ParkCaller(call.id, queue.hold))
-        if not queue.join_empty and self._logged_in[queue.name] == 0:
+        if not queue.join_empty and self._present[queue.name] == 0:
             self._overflow(call, detail="empty")
             return
         if queue.max_wait > 0:
@@ -332,7 +359,7 @@ class Engine:
         self._finish_call(call, CallOutcome.ABANDONED)
 
     def _overflow(self, call: Call, detail: str) -> None:
-        queue = self.setup.queues[call.queue]
+        queue = self._queues[call.queue]
         self._cancel_live_offers(call, CancelReason.OVERFLOW)
         self._finish_call(call, CallOutcome.OVERFLOWED, detail=detail)
         if queue.overflow is not None:
@@ -395,7 +422,7 @@ class Engine:
         if self._offer_best(call):
             return
         if call.tried and not self._retry_pending(call):
-            retry = self.setup.queues[call.queue].retry
+            retry = self._queues[call.queue].retry
             if retry <= 0:
                 self._new_round(call)
                 self._offer_best(call)
@@ -406,7 +433,7 @@ class Engine:
         return f"retry:{call.id}" in self._timer_ids
 
     def _offer_best(self, call: Call) -> bool:
-        queue = self.setup.queues[call.queue]
+        queue = self._queues[call.queue]
         for tier in self._tiers.get(call.queue, ()):
             if queue.strategy is Strategy.RING_ALL:
                 chosen = [a for a in tier.members if a not in call.tried]
@@ -442,7 +469,7 @@ class Engine:
                     best = call
         if best is None:
             return
-        queue = self.setup.queues[best.queue]
+        queue = self._queues[best.queue]
         if queue.strategy is Strategy.RING_ALL:
             self._dispatch_call(best)  # ring everybody eligible, this agent included
         else:
@@ -455,6 +482,7 @@ class Engine:
         call.offer_count += 1
         offer = Offer(f"{call.id}-{call.offer_count}", call.id, agent.id, now, now + queue.ring_timeout)
         offer.leg_open = False
+        offer.acceptance = queue.acceptance
         self.offers[offer.id] = offer
         call.live_offers.add(offer.id)
         call.tried.add(agent.id)
@@ -539,8 +567,8 @@ class Engine:
         offer.answered_at = self._now
         self._cancel_timer(f"ring:{offer.id}")
         call = self.calls[offer.call_id]
-        queue = self.setup.queues[call.queue]
-        if queue.acceptance is Acceptance.CONFIRM:
+        queue = self._queues[call.queue]
+        if offer.acceptance is Acceptance.CONFIRM:
             offer.state = OfferState.CONFIRMING
             self._start_timer(f"confirm:{offer.id}", self._now + queue.confirm_timeout)
             wait = int(self._now - call.arrived_at)
@@ -565,8 +593,10 @@ class Engine:
         self._cancel_timer(f"maxwait:{call.id}")
         agent.live_offer = None
         agent.call = call.id
-        agent.misses = 0
         agent.calls_taken += 1
+        if agent.misses:
+            agent.misses = 0
+            self._agent_state(agent, "misses_reset")
         self._emit(cmd.Connect(call.id, offer.id, agent.id))
         self._cancel_live_offers(call, CancelReason.ANSWERED_ELSEWHERE)
         self._emit(cmd.Notify(agent.id, "offer.accepted", self._call_details(call) | {"offer_id": offer.id}))
@@ -609,7 +639,7 @@ class Engine:
         offer.ended_at = self._now
         agent.call = None
         agent.idle_since = self._now
-        wrapup = self.setup.queues[call.queue].wrapup
+        wrapup = self._queues[call.queue].wrapup
         if wrapup > 0:
             agent.in_wrapup = True
             agent.wrapup_until = self._now + wrapup
@@ -634,7 +664,7 @@ class Engine:
         self._cancel_timer(f"connect:{offer.id}")
         if cancel is not None and offer.leg_open:
             self._emit(cmd.CancelOffer(offer.id, call.id, agent.id, cancel))
-        queue = self.setup.queues[call.queue]
+        queue = self._queues[call.queue]
         delay = {
             Outcome.REJECTED: queue.reject_delay,
             Outcome.BUSY: queue.busy_delay,
@@ -653,8 +683,11 @@ class Engine:
             if limit and agent.misses >= limit and agent.presence is Presence.AVAILABLE:
                 reason = f"{agent.misses} offers not answered"
                 self._set_presence(agent, Presence.NOT_RESPONDING, reason=reason)
-        elif outcome is Outcome.REJECTED:
+            else:
+                self._agent_state(agent, "missed")  # the count survives a restart
+        elif outcome is Outcome.REJECTED and agent.misses:
             agent.misses = 0  # an explicit answer proves the agent is there
+            self._agent_state(agent, "misses_reset")
         kind = {
             Outcome.REJECTED: "offer.rejected",
             Outcome.NO_ANSWER: "offer.timeout",
@@ -688,7 +721,9 @@ class Engine:
         if call.state is CallState.OFFERING and not call.live_offers:
             call.state = CallState.WAITING
             self._waiting[call.queue].add(call.id, call.rank)
-            self._dispatch_call(call)
+            self._leave_if_empty(call.queue)  # e.g. the agent who let it ring became not responding
+            if call.state is CallState.WAITING:
+                self._dispatch_call(call)
 
     def _on_confirm_digit(self, e: ev.ConfirmDigit) -> None:
         offer = self.offers.get(e.offer_id)
@@ -714,14 +749,14 @@ class Engine:
 
     def _on_offer_accepted(self, e: ev.OfferAccepted) -> None:
         offer = self.offers.get(e.offer_id)
-        if offer is None or offer.agent_id != e.agent_id:
+        if offer is None or offer.agent_id != e.agent_id or offer.state not in LIVE_OFFER_STATES:
             self.stats["stale_panel_action"] += 1
             return
         call = self.calls[offer.call_id]
-        queue = self.setup.queues[call.queue]
+        queue = self._queues[call.queue]
         if offer.state is OfferState.CONFIRMING:
             self._accept(offer, call)  # the click stands in for the digit 1
-        elif offer.state is OfferState.RINGING and queue.acceptance is Acceptance.DESKTOP:
+        elif offer.state is OfferState.RINGING and offer.acceptance is Acceptance.DESKTOP:
             # Now call the agent's phone, asking it to pick up by itself; connect when it does.
             offer.state = OfferState.CONNECTING
             offer.answered_at = self._now
@@ -830,6 +865,7 @@ class Engine:
         agent = self.agents[agent_id]
         if agent.reachable == e.reachable:
             return
+        before = self._offerable(agent)
         agent.reachable = e.reachable
         self._agent_state(agent, "endpoint_online" if e.reachable else "endpoint_offline")
         offer = self.offers.get(agent.live_offer) if agent.live_offer else None
@@ -838,15 +874,12 @@ class Engine:
             self._end_offer(offer, Outcome.UNREACHABLE, "endpoint_offline", cancel=reason)
             self._redispatch(self.calls[offer.call_id])
         self._refresh(agent)
+        self._count_presence(agent, before)
 
     def _set_presence(self, agent: Agent, presence: Presence, reason: str = "") -> None:
-        was_in = agent.presence is not Presence.LOGGED_OUT
-        now_in = presence is not Presence.LOGGED_OUT
+        before = self._offerable(agent)
         agent.presence = presence
         agent.pause_reason = reason
-        if was_in != now_in:
-            for queue in agent.penalties:
-                self._logged_in[queue] += 1 if now_in else -1
         self._agent_state(agent, reason or presence.value)
         # An agent who stops taking calls must not keep ringing for one.
         offer = self.offers.get(agent.live_offer) if agent.live_offer else None
@@ -855,6 +888,69 @@ class Engine:
             self._end_offer(offer, Outcome.CANCELED, "agent_" + presence.value, cancel=reason_)
             self._redispatch(self.calls[offer.call_id])
         self._refresh(agent)
+        self._count_presence(agent, before)
+
+    @staticmethod
+    def _offerable(agent: Agent) -> bool:
+        """Could be offered a call of its queues (now or once its current call ends)."""
+        return agent.presence is Presence.AVAILABLE and agent.reachable
+
+    def _count_presence(self, agent: Agent, before: bool) -> None:
+        """Keep ``_present`` in step; a queue left with nobody may send its callers on."""
+        after = self._offerable(agent)
+        if before == after:
+            return
+        for queue in agent.penalties:
+            self._present[queue] += 1 if after else -1
+        if not after:
+            for queue in agent.penalties:
+                self._leave_if_empty(queue)
+
+    def _leave_if_empty(self, queue_name: str) -> None:
+        """``leave_when_empty``: waiting callers of a queue nobody can take calls in overflow
+        (like Asterisk's ``leavewhenempty``; off by default, as there)."""
+        queue = self.setup.queues.get(queue_name)
+        if queue is None or not queue.leave_when_empty or self._present[queue_name] > 0:
+            return
+        waiting = self._waiting.get(queue_name)
+        for call_id in list(waiting or ()):
+            self._overflow(self.calls[call_id], detail="empty")
+
+    def _on_agent_restored(self, e: ev.AgentStateRestored) -> None:
+        """Put back what a restart would lose (see ``agent_snapshot``); before any call arrives."""
+        agent = self._agent(e.agent_id)
+        if agent is None:
+            return
+        try:
+            presence = Presence(e.presence)
+        except ValueError:
+            self.stats["restore_refused"] += 1
+            return
+        if agent.live_offer is not None or agent.call is not None or agent.open_legs:
+            self.stats["restore_refused"] += 1  # only meant for the start, before any call
+            return
+        before = self._offerable(agent)
+        agent.presence = presence
+        agent.pause_reason = e.pause_reason if presence is not Presence.AVAILABLE else ""
+        agent.misses = max(0, e.misses)
+        if e.wrapup_until is not None and e.wrapup_until > self._now and agent.call is None:
+            agent.in_wrapup = True
+            agent.wrapup_until = e.wrapup_until
+            self._start_timer(f"wrapup:{agent.id}", e.wrapup_until)
+        self._agent_state(agent, "restored")
+        self._refresh(agent)
+        self._count_presence(agent, before)
+
+    def agent_snapshot(self, agent_id: str) -> dict[str, Any]:
+        """What survives a restart, as plain data (times are engine times)."""
+        agent = self.agents[agent_id]
+        return {
+            "agent": agent.id,
+            "presence": agent.presence.value,
+            "pause_reason": agent.pause_reason,
+            "misses": agent.misses,
+            "wrapup_until": agent.wrapup_until if agent.in_wrapup else None,
+        }
 
     def _agent_state(self, agent: Agent, reason: str) -> None:
         data = {
@@ -863,12 +959,100 @@ class Engine:
             "presence": agent.presence.value,
             "reason": reason,
             "misses": agent.misses,
+            "pause_reason": agent.pause_reason,
+            "wrapup_until": agent.wrapup_until if agent.in_wrapup else None,
         }
         self._emit(cmd.Notify(agent.id, "agent.state", data))
         self._emit(cmd.Record("agent.state", data | {"at": self._now}))
 
+    # ------------------------------------------------------------------ reload
+
+    def _on_reload(self, e: ev.SetupReloaded) -> None:
+        """Swap in a new queue file's setup without dropping anybody.
+
+        Changed queue settings apply from the next offer, wrap-up or timer on. New agents start
+        in their configured state. A removed agent's live offer is cancelled at once (the caller
+        goes to the next agent); a call it is connected to ends normally, then the agent goes.
+        Callers waiting in a removed queue continue in the dialplan after ``Stasis()``, exactly
+        like a caller who arrives for an unknown queue (the dialplan's fallback takes them);
+        connected calls of a removed queue keep its settings until they end.
+        """
+        new = e.setup
+        self.setup = new
+        self._queues.update(new.queues)
+        for name in new.queues:
+            self._waiting.setdefault(name, RankedSet())
+        retiring: list[Agent] = []
+        for agent in list(self.agents.values()):
+            conf = new.agents.get(agent.id)
+            if conf is None:
+                if not agent.retired:
+                    agent.retired = True
+                    agent.penalties = {}
+                    retiring.append(agent)
+                continue
+            agent.retired = False
+            agent.name = conf.name
+            agent.penalties = {m.queue: m.penalty for m in conf.queues}
+            if conf.endpoint != agent.endpoint:
+                if self._by_endpoint.get(agent.endpoint) == agent.id:
+                    del self._by_endpoint[agent.endpoint]
+                agent.endpoint = conf.endpoint
+            self._by_endpoint[conf.endpoint] = agent.id
+        for conf in new.agents.values():
+            if conf.id not in self.agents:
+                self._add_agent(conf)
+        for order, conf in enumerate(new.agents.values()):  # file order, for "linear"
+            self.agents[conf.id].order = order
+        self._build_tiers()
+        self._present = Counter(q for a in self.agents.values() if self._offerable(a) for q in a.penalties)
+        for agent in self.agents.values():
+            if not agent.retired:
+                self._refresh(agent, dispatch=False)
+        for name in [q for q in self._waiting if q not in new.queues]:
+            for call in [c for c in self.calls.values() if c.queue == name]:
+                if call.state in (CallState.WAITING, CallState.OFFERING):
+                    self._cancel_live_offers(call, CancelReason.OVERFLOW)
+                    self._finish_call(call, CallOutcome.OVERFLOWED, detail="queue_removed")
+                    self._emit(cmd.Overflow(call.id, None))
+            del self._waiting[name]
+        for agent in retiring:
+            offer = self.offers.get(agent.live_offer) if agent.live_offer else None
+            if offer is not None:
+                reason = CancelReason.AGENT_UNAVAILABLE
+                self._end_offer(offer, Outcome.CANCELED, "agent_removed", cancel=reason)
+                self._redispatch(self.calls[offer.call_id])
+            self._refresh(agent)
+        live = {c.queue for c in self.calls.values() if c.state is not CallState.ENDED}
+        self._queues = {n: q for n, q in self._queues.items() if n in new.queues or n in live}
+        for name in new.queues:  # new members and settings may serve callers already waiting
+            waiting = self._waiting[name]
+            for call_id in list(waiting):
+                call = self.calls.get(call_id)
+                if call is not None:
+                    self._dispatch_call(call)
+            self._leave_if_empty(name)
+
+    def _drop_agent(self, agent: Agent) -> None:
+        """Forget a removed agent once nothing of it is live any more."""
+        self._cancel_timer(f"wrapup:{agent.id}")
+        self._cancel_timer(f"delay:{agent.id}")
+        for call_id in agent.tried_calls:
+            call = self.calls.get(call_id)
+            if call is not None:
+                call.tried.discard(agent.id)
+        del self.agents[agent.id]
+        self._agent_tiers.pop(agent.id, None)
+        if self._by_endpoint.get(agent.endpoint) == agent.id:
+            del self._by_endpoint[agent.endpoint]
+
     def _refresh(self, agent: Agent, dispatch: bool = True) -> None:
         """Keep the selection sets in step with the agent's eligibility."""
+        if agent.retired:
+            idle = agent.call is None and agent.live_offer is None and agent.open_legs == 0
+            if idle and self.agents.get(agent.id) is agent:
+                self._drop_agent(agent)
+            return
         eligible = (
             agent.presence is Presence.AVAILABLE
             and agent.reachable
@@ -890,7 +1074,7 @@ class Engine:
             self._dispatch_agent(agent)
 
     def _agent_key(self, agent: Agent, queue: str) -> tuple[Any, ...]:
-        strategy = self.setup.queues[queue].strategy
+        strategy = self._queues[queue].strategy
         if strategy is Strategy.LONGEST_IDLE:
             return (agent.idle_since, agent.order)
         if strategy is Strategy.FEWEST_CALLS:
@@ -928,4 +1112,6 @@ class Engine:
         ev.AgentReady: _on_ready,
         ev.EndpointState: _on_endpoint,
         ev.CallRestored: _on_call_restored,
+        ev.AgentStateRestored: _on_agent_restored,
+        ev.SetupReloaded: _on_reload,
     }

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from controller.acd.setup import AcdSetup
+
 
 @dataclass(frozen=True, slots=True)
 class CallArrived:
@@ -142,6 +144,29 @@ class CallRestored:
     bridged: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class AgentStateRestored:
+    """At start, before any call: what the store kept of an agent across a restart.
+
+    ``presence`` is a ``Presence`` value; ``wrapup_until`` an engine time (the shell converts
+    the stored wall time), ignored when already past. An agent the store never saw gets no
+    such event and keeps the queue file's ``state``.
+    """
+
+    agent_id: str
+    presence: str
+    pause_reason: str = ""
+    misses: int = 0
+    wrapup_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetupReloaded:
+    """The queue file was reloaded and validated: route with this setup from now on."""
+
+    setup: AcdSetup
+
+
 Event = (
     CallArrived
     | CallerHungUp
@@ -157,4 +182,6 @@ Event = (
     | AgentReady
     | EndpointState
     | CallRestored
+    | AgentStateRestored
+    | SetupReloaded
 )

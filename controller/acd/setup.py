@@ -78,7 +78,8 @@ class QueueConfig:
     no_answer_delay: float = 0.0
     unreachable_delay: float = 5.0
     max_no_answer: int = 2  # 0 = never becomes not_responding
-    join_empty: bool = True
+    join_empty: bool = True  # false: a caller arriving when nobody could take the call overflows
+    leave_when_empty: bool = False  # true: waiting callers overflow when the last such member goes
     retry: float = 5.0  # pause before a call is offered again to agents who already had it
     confirm_timeout: float = 10.0  # seconds the agent has to press 1/2 in confirm mode
     connect_timeout: float = 10.0  # desktop mode: seconds for the auto-answered phone to pick up

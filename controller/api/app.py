@@ -63,6 +63,7 @@ class ApiContext:
     panel_config: PanelConfig = field(default_factory=PanelConfig)
     app_hooks: list[Callable[[web.Application], None]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    reload: Callable[[], Awaitable[Any]] | None = None  # the queue file (controller.reload)
 
     def wall(self, at: float | None) -> str | None:
         """Engine clock time -> ISO UTC, as people read it (the demo's fast clock included)."""
@@ -230,6 +231,17 @@ async def me(request: web.Request) -> web.Response:
             f"agent {principal.agent_id!r} has a token but is not in the queue file; ask the admin",
         )
     return reply({"role": "agent", "agent_id": agent.id, "name": agent.name})
+
+
+@admin_only
+async def admin_reload(request: web.Request) -> web.Response:
+    """Reload the queue file: 200 with what changed, or 409 with the validation errors (as at
+    start) and nothing changed."""
+    ctx = _ctx(request)
+    if ctx.reload is None:
+        raise ApiError(404, "not_found", "reloading is not available in this process")
+    result = (await ctx.reload()).as_dict()
+    return reply(result, 200 if result["reloaded"] else 409)
 
 
 @any_token
@@ -508,6 +520,7 @@ def build_app(ctx: ApiContext) -> web.Application:
         r.add_post(f"/api/agents/{{agent_id}}/{action}", _agent_action(action))
     r.add_post("/api/offers/{offer_id}/{action}", offer_action)
     r.add_get("/api/me", me)
+    r.add_post("/api/admin/reload", admin_reload)
     if ctx.panel is not None:
         app[PANEL] = ctx.panel
         panel_routes.add_routes(app, ctx.panel_config, PANEL, lambda header: identify(ctx.auth, header))

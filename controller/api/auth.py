@@ -52,6 +52,10 @@ class Auth:
         self._admin = admin_token.encode("utf-8")
         self._agents = [(a, bytes.fromhex(h)) for a, h in (agent_token_hashes or {}).items()]
 
+    def set_agent_tokens(self, agent_token_hashes: Mapping[str, str]) -> None:
+        """After a queue-file reload: new agents' tokens work, removed agents' stop working."""
+        self._agents = [(a, bytes.fromhex(h)) for a, h in agent_token_hashes.items()]
+
     @property
     def configured(self) -> bool:
         return bool(self._admin) or bool(self._agents)

@@ -50,6 +50,7 @@ class Metrics(Collector):
         self.panel: PanelHub | None = None
         self.offers: Counter[str] = Counter()
         self.api_rejected: Counter[str] = Counter()  # by error code; the API's errors middleware counts
+        self.reloads: Counter[str] | None = None  # queue-file reloads by result (controller.reload)
         self.registry = CollectorRegistry(auto_describe=False)
         self.reaction = Histogram(
             "acd_reaction_seconds",
@@ -127,6 +128,13 @@ class Metrics(Collector):
             if reason != "new_round":
                 ignored.add_metric([reason], n)
         yield ignored
+        if self.reloads is not None:
+            reloads = CounterMetricFamily(
+                "acd_config_reloads", "Queue-file reloads, by result", labels=["result"]
+            )
+            for result in ("ok", "rejected", "failed"):
+                reloads.add_metric([result], self.reloads[result])
+            yield reloads
         if self.writer is not None:
             w = self.writer
             yield _gauge("acd_store_buffered_records", "History records waiting to be written", w.depth)

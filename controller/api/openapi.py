@@ -353,5 +353,19 @@ def openapi_spec() -> dict[str, Any]:
                     "responses": {"200": _resp("the offer", _OBJ), **_errors(401, 404, 409)},
                 }
             },
+            "/api/admin/reload": {
+                "post": {
+                    "summary": "Reload the queue file (as SIGHUP does): validated as at start; an invalid"
+                    " file changes nothing (admin)",
+                    "security": admin,
+                    "responses": {
+                        "200": _resp("reloaded: {reloaded: true, changes, warnings}", _OBJ),
+                        "409": _resp(
+                            "queue file on disk invalid, nothing changed: {reloaded: false, errors}", _OBJ
+                        ),
+                        **_errors(401, 403),
+                    },
+                }
+            },
         },
     }

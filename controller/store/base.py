@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -20,7 +22,21 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def load_all_models() -> None:
-    """Import every module that declares tables (migrations and autogenerate need them all)."""
-    import controller.store.history  # noqa: F401  (calls, offers, agents, outbox)
-    import controller.whatsapp.models  # noqa: F401
+# Modules that declare tables: the store's own, then whatever features registered. The store never
+# names a feature; a feature registers its models here when its package is imported.
+_MODEL_MODULES: dict[str, None] = dict.fromkeys(("controller.store.history", "controller.store.agent_state"))
+
+
+def register_models(*modules: str) -> None:
+    """Called by a feature package (``controller/whatsapp/__init__.py``) for its table modules."""
+    _MODEL_MODULES.update(dict.fromkeys(modules))
+
+
+def model_modules() -> tuple[str, ...]:
+    return tuple(_MODEL_MODULES)
+
+
+def load_all_models(*extra: str) -> None:
+    """Import every registered module that declares tables (autogenerate compares them all)."""
+    for module in (*_MODEL_MODULES, *extra):
+        importlib.import_module(module)

@@ -74,9 +74,9 @@ class QueueLog:
         kind = c.kind
         if kind == "call.queued":
             queue = d["queue"]
-            if queue not in self.waiting:
+            if queue not in self.engine.setup.queues:
                 return  # not a queue of ours: the dialplan's fallback takes the call
-            line = self.waiting[queue]
+            line = self.waiting.setdefault(queue, {})  # a queue added by a reload starts empty
             line[d["call"]] = None
             pos = len(line)
             self.entered[d["call"]] = (queue, pos)

@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from controller.acd import commands as cmd
+from controller.store.agent_state import AgentPresenceRow
 from controller.store.engine import writing
 from controller.store.history import AgentRow, AgentStateRow, CallRow, OfferRow, OutboxRow
 
@@ -49,7 +50,7 @@ NOTIFY_EVENTS = frozenset(
 RECORD_EVENTS = frozenset({"call.queued", "call.connected", "call.ended", "agent.state"})
 EVENT_KINDS = sorted(NOTIFY_EVENTS | RECORD_EVENTS | {"call.overflowed"})
 # engine-clock fields turned into ISO timestamps in event payloads
-_TIME_FIELDS = ("at", "arrived_at", "connected_at", "started_at", "answered_at", "expires_at")
+_TIME_FIELDS = ("at", "arrived_at", "connected_at", "started_at", "answered_at", "expires_at", "wrapup_until")
 
 Fact = tuple[int, str, Any, Any]  # (sequence, kind, data, extra) as queued by the listener
 
@@ -240,6 +241,7 @@ class HistoryWriter:
         calls: dict[str, dict[str, Any]] = {}
         offers: dict[str, dict[str, Any]] = {}
         agents: dict[str, dict[str, Any]] = {}
+        presence: dict[str, dict[str, Any]] = {}  # what a restart restores
         states: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []
         ts = self.ts
@@ -325,6 +327,14 @@ class HistoryWriter:
                 )
                 if extra is not None:
                     row.update(name=extra[0], calls_taken=extra[1])
+                presence[data["agent"]] = {
+                    "id": data["agent"],
+                    "presence": data["presence"],
+                    "pause_reason": data.get("pause_reason") or None,
+                    "misses": data["misses"],
+                    "wrapup_until": ts(data.get("wrapup_until")),
+                    "updated_at": at,
+                }
                 states.append(
                     {
                         "event_key": f"{self.run_id}:{seq}",
@@ -341,7 +351,14 @@ class HistoryWriter:
                 if kind == "call.ended" and data["outcome"] == "overflowed":
                     event = "call.overflowed"
                 outbox.append(self._event(seq, event, data, extra))
-        return {"calls": calls, "offers": offers, "agents": agents, "states": states, "outbox": outbox}
+        return {
+            "calls": calls,
+            "offers": offers,
+            "agents": agents,
+            "presence": presence,
+            "states": states,
+            "outbox": outbox,
+        }
 
     def _event(self, seq: int, kind: str, data: Any, extra: Any) -> dict[str, Any]:
         payload = {k: v for k, v in data.items()}
@@ -397,6 +414,7 @@ class HistoryWriter:
             await self._upsert(conn, CallRow.__table__, rows["calls"].values())
             await self._upsert(conn, OfferRow.__table__, rows["offers"].values())
             await self._upsert(conn, AgentRow.__table__, rows["agents"].values())
+            await self._upsert(conn, AgentPresenceRow.__table__, rows["presence"].values())
             await self._append(conn, AgentStateRow.__table__, rows["states"])
             await self._append(conn, OutboxRow.__table__, rows["outbox"])
 

@@ -15,3 +15,7 @@ Layout (one job per module):
 - ``auth``    : the controller's token check (``controller.api.auth``) plus conversation visibility
 - ``metrics`` : counters and their Prometheus export; ``service`` wiring; ``demo`` simulated traffic
 """
+
+from controller.store.base import register_models
+
+register_models("controller.whatsapp.models")  # its tables, for migrations (the store names no feature)

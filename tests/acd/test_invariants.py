@@ -58,7 +58,7 @@ class CallModel:
 
 
 queue_configs = st.builds(
-    lambda name, strategy, acceptance, ring, wrapup, max_wait, retry, delays, mna, join_empty: QueueConfig(
+    lambda name, strategy, acceptance, ring, wrapup, max_wait, retry, delays, mna, empty: QueueConfig(
         name=name,
         strategy=strategy,
         acceptance=acceptance,
@@ -72,7 +72,8 @@ queue_configs = st.builds(
         no_answer_delay=delays[2],
         unreachable_delay=delays[3],
         max_no_answer=mna,
-        join_empty=join_empty,
+        join_empty=empty[0],
+        leave_when_empty=empty[1],
     ),
     st.sampled_from(QUEUES),
     st.sampled_from(list(Strategy)),
@@ -83,34 +84,43 @@ queue_configs = st.builds(
     st.sampled_from([0.0, 3.0]),
     st.tuples(*[st.sampled_from([0.0, 2.0, 10.0])] * 4),
     st.integers(0, 3),
-    st.booleans(),
+    st.tuples(st.booleans(), st.booleans()),
 )
+member_lists = st.lists(
+    st.tuples(
+        st.lists(st.integers(0, 1), min_size=1, max_size=2, unique=True),
+        st.integers(0, 2),
+        st.booleans(),
+    ),
+    min_size=len(AGENTS),
+    max_size=len(AGENTS),
+)
+
+
+def build_setup(confs, members, present=AGENTS) -> AcdSetup:
+    queues = {q.name: q for q in confs}
+    names = list(queues)
+    agents = {}
+    for agent_id, (idx, penalty, out) in zip(AGENTS, members, strict=True):
+        if agent_id not in present:
+            continue
+        qs = tuple(Membership(names[j % len(names)], penalty) for j in idx)
+        qs = tuple({m.queue: m for m in qs}.values())
+        state = AgentStartState.LOGGED_OUT if out else AgentStartState.AVAILABLE
+        agents[agent_id] = AgentConfig(agent_id, agent_id, f"PJSIP/{agent_id}", qs, state)
+    return AcdSetup(queues, agents)
 
 
 class EngineMachine(RuleBasedStateMachine):
     @initialize(
         confs=st.lists(queue_configs, min_size=1, max_size=2, unique_by=lambda q: q.name),
-        members=st.lists(
-            st.tuples(
-                st.lists(st.integers(0, 1), min_size=1, max_size=2, unique=True),
-                st.integers(0, 2),
-                st.booleans(),
-            ),
-            min_size=len(AGENTS),
-            max_size=len(AGENTS),
-        ),
+        members=member_lists,
         seed=st.integers(0, 1000),
     )
     def setup(self, confs, members, seed):
-        queues = {q.name: q for q in confs}
-        names = list(queues)
-        agents = {}
-        for agent_id, (idx, penalty, out) in zip(AGENTS, members, strict=True):
-            qs = tuple(Membership(names[j % len(names)], penalty) for j in idx)
-            qs = tuple({m.queue: m for m in qs}.values())
-            state = AgentStartState.LOGGED_OUT if out else AgentStartState.AVAILABLE
-            agents[agent_id] = AgentConfig(agent_id, agent_id, f"PJSIP/{agent_id}", qs, state)
-        self.setup_ = AcdSetup(queues, agents)
+        self.setup_ = build_setup(confs, members)
+        self.ring_timeouts = {q.name: q.ring_timeout for q in confs}  # longest ever, per queue
+        self.acceptance: dict[str, Acceptance] = {}  # offer id -> mode it was made in
         self.engine = Engine(self.setup_, seed=seed)
         self.now = 0.0
         self.timers: dict[str, float] = {}
@@ -128,6 +138,9 @@ class EngineMachine(RuleBasedStateMachine):
         STEPS["count"] += 1
         self.history.append(event)
         out = self.engine.handle(event, self.now)
+        for c in out:  # the offer's mode first: its RingAgent comes before its offer.created
+            if isinstance(c, cmd.Notify) and c.kind == "offer.created":
+                self.acceptance[c.data["offer_id"]] = Acceptance(c.data["acceptance"])
         for c in out:
             self.apply(c)
 
@@ -145,8 +158,7 @@ class EngineMachine(RuleBasedStateMachine):
             assert not self.calls[c.call_id].caller_gone, "rang an agent for a caller who left"
             agent = self.engine.agents[c.agent_id]
             assert agent.presence is Presence.AVAILABLE and agent.reachable
-            queue = self.setup_.queues[self.calls[c.call_id].queue]
-            desktop = queue.acceptance is Acceptance.DESKTOP
+            desktop = self.acceptance[c.offer_id] is Acceptance.DESKTOP
             assert c.auto_answer == desktop, "auto-answer only after a desktop Accept"
             assert not desktop or c.offer_id in self.accepted_on_screen, (
                 "desktop: the phone rang before Accept"
@@ -164,10 +176,10 @@ class EngineMachine(RuleBasedStateMachine):
             assert leg.answered and not leg.ended and not leg.hangup_requested, (
                 "connect without a live answered leg"
             )
-            queue = self.setup_.queues[call.queue]
-            if queue.acceptance is Acceptance.CONFIRM:
+            acceptance = self.acceptance[c.offer_id]
+            if acceptance is Acceptance.CONFIRM:
                 assert leg.confirmed, "confirm mode connected without the agent pressing 1"
-            if queue.acceptance is Acceptance.DESKTOP:
+            if acceptance is Acceptance.DESKTOP:
                 assert leg.auto_answer and c.offer_id in self.accepted_on_screen, (
                     "desktop: connect needs Accept"
                 )
@@ -303,6 +315,18 @@ class EngineMachine(RuleBasedStateMachine):
     def endpoint(self, agent, reachable):
         self.feed(ev.EndpointState(f"PJSIP/{agent}", reachable))
 
+    @rule(
+        confs=st.lists(queue_configs, min_size=1, max_size=2, unique_by=lambda q: q.name),
+        members=member_lists,
+        present=st.lists(st.sampled_from(AGENTS), unique=True),
+    )
+    def reload(self, confs, members, present):
+        """The queue file changes under live calls: agents and queues come and go."""
+        self.setup_ = build_setup(confs, members, present)
+        for q in confs:
+            self.ring_timeouts[q.name] = max(self.ring_timeouts.get(q.name, 0.0), q.ring_timeout)
+        self.feed(ev.SetupReloaded(self.setup_))
+
     @rule(data=st.data())
     def replay_old_event(self, data):
         if self.history:
@@ -334,7 +358,7 @@ class EngineMachine(RuleBasedStateMachine):
         for offer in self.engine.offers.values():
             if offer.state is OfferState.RINGING:
                 call = self.engine.calls[offer.call_id]
-                assert self.now - offer.started_at <= self.setup_.queues[call.queue].ring_timeout + 1e-9
+                assert self.now - offer.started_at <= self.ring_timeouts[call.queue] + 1e-9
 
     @invariant()
     def no_offer_outlives_its_call(self):

@@ -780,3 +780,193 @@ def test_accept_twice_or_after_expiry_changes_nothing():
     h2.advance(5)
     assert h2.do(ev.OfferAccepted(late, "alice")) == []
     assert h2.engine.stats["stale_panel_action"] == 1
+
+
+# --------------------------------------------------------------------------- empty queues
+
+
+def test_join_empty_false_overflows_when_members_logged_in_but_unreachable_or_paused():
+    target = DialplanTarget("fallback", "s", 1)
+    h = Harness(make_setup(agents=["alice", "bob"], queue=queue(join_empty=False, overflow=target)))
+    h.do(ev.EndpointState("PJSIP/agent1", False))  # alice's phone is not registered
+    h.do(ev.AgentPause("bob", "lunch"))
+    out = h.arrive("c1")
+    assert of(out, cmd.Overflow) == [cmd.Overflow("c1", target)]
+    assert h.engine.calls.get("c1") is None or h.engine.calls["c1"].outcome is CallOutcome.OVERFLOWED
+    h.do(ev.EndpointState("PJSIP/agent1", True))
+    assert h.rang(h.arrive("c2")) == ["alice"]
+
+
+def test_waiting_callers_stay_when_last_member_goes_by_default():
+    h = Harness(make_setup(agents=["alice"], queue=queue(join_empty=False, wrapup=0)))
+    h.arrive("c1")
+    h.arrive("c2")  # waits: alice is busy ringing for c1, but could take it
+    out = h.do(ev.EndpointState("PJSIP/agent1", False))
+    assert not of(out, cmd.Overflow) and h.engine.calls["c2"].state is CallState.WAITING
+
+
+def test_leave_when_empty_overflows_waiting_callers_when_last_member_goes():
+    target = DialplanTarget("fallback", "s", 1)
+    h = Harness(make_setup(agents=["alice", "bob"], queue=queue(leave_when_empty=True, overflow=target)))
+    h.arrive("c1")
+    h.arrive("c2")
+    h.arrive("c3")  # waiting: alice and bob ring for c1 and c2
+    assert not of(h.do(ev.AgentLogout("alice")), cmd.Overflow), "bob can still take calls"
+    out = h.do(ev.EndpointState("PJSIP/agent2", False))
+    assert sorted(c.call_id for c in of(out, cmd.Overflow)) == ["c1", "c2", "c3"]
+    assert all(o.target == target for o in of(out, cmd.Overflow))
+    assert not h.engine._waiting["support"]
+
+
+def test_leave_when_empty_when_the_last_member_stops_responding_to_this_caller():
+    h = Harness(make_setup(agents=["alice"], queue=queue(leave_when_empty=True, max_no_answer=1)))
+    h.arrive("c1")
+    out = h.advance(15)  # alice lets it ring out: not responding, nobody left for the caller
+    assert h.engine.agents["alice"].presence is Presence.NOT_RESPONDING
+    assert of(out, cmd.HangupCaller) == [cmd.HangupCaller("c1", "overflow")]
+
+
+# --------------------------------------------------------------------------- restart
+
+
+def _restored(h: Harness) -> Harness:
+    """A new engine for the same queue file, fed what the old one's records say."""
+    new = Harness(h.engine.setup)
+    new.now = h.now
+    for agent_id in h.engine.agents:
+        snap = h.engine.agent_snapshot(agent_id)
+        new.do(
+            ev.AgentStateRestored(
+                agent_id, snap["presence"], snap["pause_reason"], snap["misses"], snap["wrapup_until"]
+            )
+        )
+    return new
+
+
+def test_agent_state_restored_after_restart():
+    setup = make_setup(agents=["alice", "bob", "carol", "dave"], queue=queue(wrapup=30, max_no_answer=2))
+    h = Harness(setup)
+    h.do(ev.AgentPause("alice", "lunch"))
+    h.do(ev.AgentLogout("bob"))
+    h.arrive("c1")
+    h.answer("carol")
+    h.do(ev.CallerHungUp("c1"))  # carol in wrap-up until 30
+    h.arrive("c2")
+    h.advance(15)  # dave rings out once: 1 miss
+    assert h.engine.agents["dave"].misses == 1
+    h.do(ev.CallerHungUp("c2"))
+    h.now = 20
+    new = _restored(h)
+    a = new.engine.agents
+    assert (a["alice"].presence, a["alice"].pause_reason) == (Presence.PAUSED, "lunch")
+    assert a["bob"].presence is Presence.LOGGED_OUT
+    assert a["carol"].in_wrapup and a["carol"].wrapup_until == 30
+    assert a["dave"].misses == 1 and a["dave"].presence is Presence.AVAILABLE
+    assert new.rang(new.arrive("c3")) == ["dave"], "carol in wrap-up, alice paused, bob logged out"
+    out = new.advance(15)  # carol's wrap-up ends at 30, dave's second miss at 35
+    assert a["dave"].presence is Presence.NOT_RESPONDING, "two misses in a row across the restart"
+    assert not a["carol"].in_wrapup and new.rang(out) == ["carol"]
+
+
+def test_not_responding_restored_with_its_reason():
+    h = Harness(make_setup(agents=["alice"], queue=queue(max_no_answer=1)))
+    h.arrive("c1")
+    h.advance(15)
+    assert h.engine.agents["alice"].presence is Presence.NOT_RESPONDING
+    a = _restored(h).engine.agents["alice"]
+    assert a.presence is Presence.NOT_RESPONDING and a.pause_reason == "1 offers not answered"
+
+
+def test_misses_changes_are_recorded_for_the_store():
+    h = Harness(make_setup(agents=["alice"], queue=queue(max_no_answer=3)))
+    h.arrive("c1")
+    out = h.advance(15)
+    (rec,) = [r for r in of(out, cmd.Record) if r.kind == "agent.state"]
+    assert rec.data["misses"] == 1 and rec.data["presence"] == "available"
+    out = h.advance(5)  # retry: alice rung again and answers -> misses back to 0
+    out = h.answer("alice")
+    (rec,) = [r for r in of(out, cmd.Record) if r.kind == "agent.state"]
+    assert rec.data["misses"] == 0
+
+
+def test_restored_state_of_unknown_agent_or_presence_is_refused():
+    h = Harness(make_setup(agents=["alice"]))
+    h.do(ev.AgentStateRestored("ghost", "paused"))
+    h.do(ev.AgentStateRestored("alice", "on_the_moon"))
+    assert h.engine.stats["unknown_agent"] == 1 and h.engine.stats["restore_refused"] == 1
+    assert h.engine.agents["alice"].presence is Presence.AVAILABLE
+
+
+def test_past_wrapup_end_is_not_restored():
+    h = Harness(make_setup(agents=["alice"]))
+    h.now = 50
+    h.do(ev.AgentStateRestored("alice", "available", wrapup_until=40))
+    assert not h.engine.agents["alice"].in_wrapup and not h.timers
+
+
+# --------------------------------------------------------------------------- reload
+
+
+def _reload(h: Harness, setup) -> list[cmd.Command]:
+    return h.do(ev.SetupReloaded(setup))
+
+
+def test_reload_adds_agents_and_queues_and_new_agent_takes_waiting_caller():
+    h = Harness(make_setup(agents=["alice"], queue=queue(wrapup=0)))
+    h.arrive("c1")
+    h.arrive("c2")  # waits: alice rings for c1
+    out = _reload(h, make_setup(agents=["alice", "bob"], queues=[queue(wrapup=0), QueueConfig("sales")]))
+    assert h.rang(out) == ["bob"]
+    assert h.rang(h.arrive("s1", queue="sales")) == [], "everybody busy"
+    assert "sales" in h.engine.setup.queues and not of(h.log, cmd.Overflow)
+
+
+def test_reload_changed_settings_apply_to_new_offers():
+    h = Harness(make_setup(agents=["alice"], queue=queue(ring_timeout=15)))
+    h.arrive("c1")
+    first = h.engine.offers[h.offer_of("alice")]
+    _reload(h, make_setup(agents=["alice"], queue=queue(ring_timeout=40)))
+    assert first.ring_deadline == 15, "the live offer keeps its timer"
+    h.advance(15)
+    h.advance(5)  # retry: the next offer uses the new ring timeout
+    assert h.engine.offers[h.offer_of("alice")].ring_deadline == h.now + 40
+
+
+def test_reload_removed_agent_finishes_its_call_then_goes_and_ringing_offer_moves_on():
+    h = Harness(make_setup(agents=["alice", "bob", "carol"], queue=queue(wrapup=10)))
+    h.arrive("c1")
+    h.answer("alice")
+    h.arrive("c2")
+    assert h.offer_of("bob")
+    out = _reload(h, make_setup(agents=["carol"], queue=queue(wrapup=10)))
+    assert h.rang(out) == ["carol"], "bob's ringing offer is cancelled, the caller goes on"
+    assert not of(out, cmd.HangupAgent) and not of(out, cmd.HangupCaller), "alice's call goes on"
+    assert "bob" not in h.engine.agents and h.engine.agents["alice"].call == "c1"
+    h.do(ev.CallerHungUp("c1"))
+    assert "alice" not in h.engine.agents and not h.timers.keys() - {
+        t for t in h.timers if t.startswith(("ring:", "maxwait:"))
+    }
+    assert h.rang(h.arrive("c3")) == []
+
+
+def test_reload_removed_queue_sends_waiting_callers_to_the_dialplan():
+    qs = [queue(wrapup=0), QueueConfig("sales", wrapup=0)]
+    h = Harness(make_setup(agents=["alice"], queues=qs, memberships={"alice": ("support", "sales")}))
+    h.arrive("c1")
+    h.answer("alice")
+    h.arrive("s1", queue="sales")
+    out = _reload(h, make_setup(agents=["alice"], queue=queue(wrapup=0)))
+    assert of(out, cmd.Overflow) == [cmd.Overflow("s1", None)]
+    out = h.arrive("s2", queue="sales")
+    assert of(out, cmd.Overflow) == [cmd.Overflow("s2", None)], "like any unknown queue"
+
+
+def test_reload_removed_queue_connected_call_keeps_its_settings():
+    qs = [queue(), QueueConfig("sales", wrapup=7)]
+    h = Harness(make_setup(agents=["alice"], queues=qs, memberships={"alice": ("sales",)}))
+    h.arrive("s1", queue="sales")
+    h.answer("alice")
+    out = _reload(h, make_setup(agents=["alice"], queues=[queue()], memberships={"alice": ("support",)}))
+    assert not of(out, cmd.Overflow)
+    out = h.do(ev.CallerHungUp("s1"))
+    assert ("wrapup:alice", h.now + 7) in started(out)

@@ -7,13 +7,18 @@ Run through ``acdctl db upgrade`` (or :func:`controller.store.upgrade`); plain `
 from __future__ import annotations
 
 import asyncio
+import importlib
 
 from alembic import context
 
 from controller.store.base import Base, load_all_models
 
-load_all_models()
 config = context.config
+# Tables of features registered so far (their packages call ``register_models``); a plain
+# ``alembic`` run names the feature packages to import with ``-x features=controller.whatsapp``.
+for package in filter(None, context.get_x_argument(as_dictionary=True).get("features", "").split(",")):
+    importlib.import_module(package)
+load_all_models()
 target_metadata = Base.metadata
 
 
