@@ -3,7 +3,8 @@
 It is the phone network of the test harness and the engine of ``acdctl demo``. The controller
 connects to it exactly as to a real Asterisk: REST with basic auth (or ``api_key``) under ``/ari``,
 events on ``ws://HOST:PORT/ari/events?app=acd&api_key=user:pass``. Event sequences, snapshots,
-causes and error bodies reproduce the golden traces in /work/shared/ari-api-docs/traces.
+causes and error bodies reproduce the golden traces (``ari-api-docs/traces`` in the shared folder,
+``../shared`` beside the repository or ``$ACD_SHARED_DIR``; tests/sim/test_traces.py replays them).
 
 Quick start::
 
@@ -26,10 +27,21 @@ Main API (all delays and timeouts are clock seconds, i.e. scaled by ``Clock.spee
 
 ``SimAsterisk(*, clock=None, seed=0, user="asterisk", password="asterisk", asterisk_id=..., epoch=None,
 sip_host="127.0.0.1", dialplan=None, sound_durations=None, default_sound_duration=1.0,
-event_log_size=20_000, record_limit=None)``
+event_log_size=20_000, record_limit=None, stasis_entry_delay=0.0, event_delay=0.0)``
     ``await start(host="127.0.0.1", port=0) -> str``, ``await stop()``, ``async with SimAsterisk(...)``,
     ``base_url``, ``ari_url``, ``ws_url(app="acd", subscribe_all=False)``;
-    ``dialplan`` (dict exten -> DialplanEntry; tuples / ``"Stasis(acd,x)"`` accepted);
+    ``dialplan`` (``exten`` or ``"context,exten"`` -> DialplanEntry; tuples, ``"Stasis(acd,x)"`` and
+    application lists like ``"NoOp, Stasis(acd,support,10)"`` or ``"Dial(Local/101@from-customer)"``
+    accepted; see controller.sim.dialplan);
+    ``stasis_entry_delay`` (settable): clock seconds from a ``/channels/create`` 200 to that channel's
+    StasisStart -- its ChannelCallerId/ChannelConnectedLine, ChannelDialplan and ``STASISSTATUS=""``
+    come with it, always after the 200; before it dial/answer/play/moh/continue/variable... get 409
+    ``Channel not in Stasis application`` (addChannel 422, as res/ari) and change nothing, DELETE
+    works; ``event_delay`` (settable): clock seconds every event takes to reach the websockets (REST
+    answers are not delayed: a dial's 204 can overtake the StasisStart);
+    ``faults`` (controller.sim.faults: ``add(method, path_regex, *, status=None, body=None, delay=0.0,
+    times=1, apply=False) -> Fault``, ``remove``, ``clear``, ``active``), ``refuse_websockets(seconds=None,
+    status=503) -> Fault``; ``rest_log`` (RestRecord: method, path, status, t, events_before);
     ``add_phone(name, behaviour=Answer(), *, registered=True, display_name=None, number=None,
     context="from-agents", honor_auto_answer=False) -> Phone``; ``phones``;
     ``place_call(exten="101", caller_number="5551234", caller_name="Maria", *, headers=None,
@@ -83,7 +95,9 @@ Deviations from a real Asterisk kept on purpose (see also tests/sim/test_traces.
 - Not traced, inferred from Asterisk's source: an endpoint subscription also forwards that
   endpoint's channel events (ChannelCreated...); originate rejected with 486 ends with ``Dial BUSY``
   (603 -> ``NOANSWER`` is traced); ``continue`` on an ARI-created channel hangs it up after StasisEnd
-  (ChannelDestroyed cause 0); StasisStart/StasisEnd only reach the owning app (subscribeAll
+  (ChannelDestroyed cause 0); a created channel DELETEd before its Stasis entry gives
+  ChannelHangupRequest 32 soft, ChannelHangupRequest 16/603, ChannelDestroyed 16/603 (no Stasis events);
+  StasisStart/StasisEnd only reach the owning app (subscribeAll
   observers don't get them); error texts of untraced cases come from res/ari where known, else
   ``Missing required parameter: <name>``.
 - Media lengths are modelled (``sound:hello-world`` 1.4 s, other sounds ``default_sound_duration``,
@@ -95,7 +109,7 @@ Deviations from a real Asterisk kept on purpose (see also tests/sim/test_traces.
 """
 
 from controller.sim.callers import Caller
-from controller.sim.engine import DialplanEntry
+from controller.sim.dialplan import DialplanEntry
 from controller.sim.errors import AriError
 from controller.sim.phones import DND, Answer, Busy, Dead, Decline, Invite, NoAnswer, Phone, Reject
 from controller.sim.records import Interval, MediaSegment

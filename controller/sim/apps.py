@@ -156,15 +156,41 @@ class EventRecord:
         return f"<EventRecord {self.app} {self.type}{'' if self.delivered else ' (dropped)'}>"
 
 
+class RestRecord:
+    """One REST answer the sim gave: ``events_before`` = events produced before it (``AppRegistry.count``)."""
+
+    __slots__ = ("method", "path", "status", "t", "events_before")
+
+    def __init__(self, method: str, path: str, status: int, t: float, events_before: int) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        self.t = t
+        self.events_before = events_before
+
+    def __repr__(self) -> str:
+        return f"<RestRecord {self.method} {self.path} {self.status} after {self.events_before} events>"
+
+
 class AppRegistry:
-    """All known apps, event fan-out and the bounded event log."""
+    """All known apps, event fan-out and the bounded event log.
+
+    ``event_delay`` (clock seconds) makes every event reach the websockets that much later, in
+    order, like Asterisk's asynchronous stasis bus: a REST answer can then overtake the events its
+    request caused (e.g. a dial's 204 before the channel's StasisStart). The log keeps production
+    order and time; ``delivered`` says whether a socket was there when the event was produced.
+    """
 
     def __init__(self, now: Callable[[], float], log_size: int) -> None:
         self.apps: dict[str, App] = {}
         self.all_apps: list[App] = []
         self.log: deque[EventRecord] = deque(maxlen=log_size)
+        self.count = 0  # events produced so far (the log is bounded)
         self._now = now
         self.listeners: list[Callable[[EventRecord], None]] = []
+        self.event_delay = 0.0
+        self.schedule: Callable[[float, Callable[[], None]], Any] | None = None
+        self._delayed: deque[tuple[float, WsConn, str]] = deque()
 
     def get(self, name: str) -> App | None:
         return self.apps.get(name)
@@ -172,16 +198,37 @@ class AppRegistry:
     def deliver(self, body: str, type_: str, recipients: Iterable[App]) -> None:
         """Send ``body`` (event JSON without its closing ``, "application": ...}``) to each app."""
         now = self._now()
-        log = self.log
         for app in recipients:
             msg = body + app.suffix
             conn = app.conn
             if conn is not None:
-                conn.send(msg)
+                self._send(conn, msg, now)
             rec = EventRecord(app.name, type_, msg, conn is not None, now)
-            log.append(rec)
-            for listener in self.listeners:
-                listener(rec)
+            self._append(rec)
+
+    def _append(self, rec: EventRecord) -> None:
+        self.log.append(rec)
+        self.count += 1
+        for listener in self.listeners:
+            listener(rec)
+
+    def _send(self, conn: WsConn, msg: str, now: float) -> None:
+        if self.event_delay <= 0 or self.schedule is None:
+            conn.send(msg)
+            return
+        if not self._delayed:
+            self.schedule(self.event_delay, self._release)
+        self._delayed.append((now + self.event_delay, conn, msg))
+
+    def _release(self) -> None:
+        """Send the delayed events that are due; re-arm for the next one."""
+        now = self._now()
+        queue = self._delayed
+        while queue and queue[0][0] <= now + 1e-9:
+            _, conn, msg = queue.popleft()
+            conn.send(msg)
+        if queue and self.schedule is not None:
+            self.schedule(queue[0][0] - now, self._release)
 
     def activate(self, name: str, conn: WsConn, ts: str, asterisk_id: str) -> App:
         app = self.apps.get(name)
@@ -193,11 +240,8 @@ class AppRegistry:
                 f'{{"type": "ApplicationReplaced", "timestamp": "{ts}", "application": {jstr(name)}, '
                 f'"asterisk_id": "{asterisk_id}"}}'
             )
-            old.send(msg)
-            rec = EventRecord(name, "ApplicationReplaced", msg, True, self._now())
-            self.log.append(rec)
-            for listener in self.listeners:
-                listener(rec)
+            self._send(old, msg, self._now())
+            self._append(EventRecord(name, "ApplicationReplaced", msg, True, self._now()))
         app.conn = conn
         self._set_subscribe_all(app, conn.subscribe_all)
         return app

@@ -9,14 +9,13 @@ in playback.py (mixins of Engine).
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from controller.sim.bridging import BridgeOps
+from controller.sim.dialplan import DialplanOps
 from controller.sim.errors import AriError, allocation_failed
 from controller.sim.model import (
     HANGUP_REASONS,
@@ -41,22 +40,7 @@ if TYPE_CHECKING:
 
     from controller.clock import Clock
     from controller.sim.apps import App, AppRegistry
-
-
-@dataclass(frozen=True)
-class DialplanEntry:
-    """``exten => N,<priority>,Stasis(app,args...)``; priority 1 is a NoOp when ``priority`` > 1.
-
-    After Stasis() returns (app missing or without websocket) the call falls through to
-    ``priority + 1`` -- the fallback -- and is refused with 603 (Q.850 cause 16). ``noop`` may use
-    ``{name}``, ``{number}``, ``{exten}`` of the caller.
-    """
-
-    app: str
-    args: tuple[str, ...] = ()
-    context: str = "from-customer"
-    priority: int = 2
-    noop: str | None = None
+    from controller.sim.dialplan import Dialplan
 
 
 _FUNC_RE = re.compile(r"^([A-Za-z_]+)\((.*)\)$")
@@ -87,7 +71,7 @@ def auto_answer_headers(headers: dict[str, str]) -> list[str]:
     return found
 
 
-class Engine(BridgeOps, PlaybackOps):
+class Engine(BridgeOps, PlaybackOps, DialplanOps):
     """Channels, bridges, endpoints and playbacks of one simulated Asterisk."""
 
     def __init__(
@@ -99,7 +83,7 @@ class Engine(BridgeOps, PlaybackOps):
         apps: AppRegistry,
         asterisk_id: str,
         sip_host: str,
-        dialplan: dict[str, DialplanEntry],
+        dialplan: Dialplan,
         sound_durations: dict[str, float],
         default_sound_duration: float,
         changed: Callable[[], None],
@@ -120,6 +104,9 @@ class Engine(BridgeOps, PlaybackOps):
         self.globals: dict[str, str] = {}
         self.dialplan_log: deque[tuple[float, str, str, str, int]] = deque(maxlen=10_000)
         self._aid = f', "asterisk_id": "{asterisk_id}"'
+        # clock seconds between a /channels/create 200 and the channel's Stasis entry (StasisStart);
+        # until then channel operations get 409 "Channel not in Stasis application"
+        self.stasis_entry_delay = 0.0
         self._changed = changed
 
     # ------------------------------------------------------------------------------------------
@@ -468,6 +455,7 @@ class Engine(BridgeOps, PlaybackOps):
         cause: int,
         tech_cause: int | None = None,
         dial_final: str | None = None,
+        second_request: tuple[int | None, int | None, bool] | None = None,
     ) -> None:
         """The common tail of every hangup, in Asterisk's order:
         RTPAUDIOQOS x5 (if media) -> ChannelHangupRequest -> [Dial final] -> [BRIDGEPEER clear,
@@ -489,6 +477,8 @@ class Engine(BridgeOps, PlaybackOps):
             self._leave_bridge(ch, unsubscribe=False)
         if ch.stasis_app is not None:
             self._leave_stasis(ch)
+        if second_request is not None:
+            self._ev_hangup_request(ch, *second_request)
         if ch.kind == "originated":
             ch.app_name, ch.app_data = "AppDial2", "(Outgoing Line)"
         else:
@@ -523,11 +513,15 @@ class Engine(BridgeOps, PlaybackOps):
     def inbound(self, caller: Any) -> Channel | None:
         """A caller's INVITE reached the dialplan. Returns the channel (None when no route)."""
         ep = self.endpoint("PJSIP", caller.endpoint_name, "online")
-        entry = self.dialplan.get(caller.exten)
+        context = "from-customer"
+        entry = self.dialplan.find(context, caller.exten)
         if entry is None:
-            caller.remote_final(404, [], 1, outcome="no_route")
-            return None
-        ch = self._new_channel(ep, "inbound", "Ring", "", entry.context, caller.exten, 1)
+            entry = self.dialplan.get(caller.exten)
+            if entry is None:
+                caller.remote_final(404, [], 1, outcome="no_route")
+                return None
+            context = entry.context
+        ch = self._new_channel(ep, "inbound", "Ring", "", context, caller.exten, 1)
         ch.caller = Party(caller.caller_name, caller.caller_number)
         ch.inbound_headers = {k.lower(): (k, v) for k, v in caller.headers.items()}
         ch.party = caller
@@ -536,33 +530,7 @@ class Engine(BridgeOps, PlaybackOps):
         ch.protocol_id = self.ids.callid()
         ch.touch()
         self.setvar(ch, "SIPDOMAIN", self.sip_host)
-        if entry.priority > 1:
-            noop = entry.noop or ""
-            if noop:
-                with contextlib.suppress(KeyError, IndexError, ValueError):
-                    noop = noop.format(
-                        name=caller.caller_name, number=caller.caller_number, exten=caller.exten
-                    )
-            ch.app_name, ch.app_data = "NoOp", noop
-            ch.touch()
-            self.ev_chan("ChannelDialplan", ch, self._dialplan_mid(ch))
-        ch.priority = entry.priority
-        ch.app_name, ch.app_data = "Stasis", ",".join((entry.app, *entry.args))
-        ch.touch()
-        self.ev_chan("ChannelDialplan", ch, self._dialplan_mid(ch))
-        self.setvar(ch, "STASISSTATUS", "")
-        app = self.apps.get(entry.app)
-        if app is None or not app.active:
-            # Stasis() fails at once; the dialplan falls through to the next priority (Hangup).
-            self.setvar(ch, "STASISSTATUS", "FAILED")
-            ch.priority += 1
-            ch.app_name, ch.app_data = "Hangup", ""
-            ch.touch()
-            self.ev_chan("ChannelDialplan", ch, self._dialplan_mid(ch))
-            caller.refused((ch.context, ch.exten, ch.priority))
-            self._hangup(ch, request=(16, None, True), cause=16)
-            return ch
-        self._enter_stasis(ch, app, list(entry.args))
+        self.run_dialplan(ch, context, caller.exten, 1)
         return ch
 
     @staticmethod
@@ -641,20 +609,44 @@ class Engine(BridgeOps, PlaybackOps):
             orig = self.channels.get(originator) if originator else None
             if orig is not None:
                 self.sub_channel(stasis_app, orig)
+        # CALLERID()/CONNECTEDLINE() variables: one event each, published with the Stasis entry
+        early: list[tuple[str, str]] = []
         for name, value in variables:
-            self.set_var(ch, name, value)
+            caller, connected = ch.caller, ch.connected
+            self.set_var(ch, name, value, emit=False)
+            if ch.caller != caller:
+                early.append(("ChannelCallerId", f'{_PRESENTATION}, "channel": {ch.snap()}'))
+            elif ch.connected != connected:
+                early.append(("ChannelConnectedLine", f', "channel": {ch.snap()}'))
         body = ch.snap()
+        # Asterisk runs Stasis() on the new channel in its own thread: StasisStart (and the events
+        # before it) come after the 200 here, and until then the channel has no Stasis control.
+        ch.stasis_pending = self.later(
+            self.stasis_entry_delay, self._created_enter_stasis, ch, app, app_args, early
+        )
+        return body
+
+    def _created_enter_stasis(
+        self, ch: Channel, app: str, app_args: str | None, early: list[tuple[str, str]]
+    ) -> None:
+        ch.stasis_pending = None
+        if ch.hung:
+            return
+        recips = self._recips(ch)
+        for type_, mid in early:
+            if recips:
+                self._emit(type_, recips, mid)
         ch.app_name = "Stasis"
         ch.app_data = app if not app_args else f"{app},{app_args}"
         ch.touch()
         self.ev_chan("ChannelDialplan", ch, self._dialplan_mid(ch))
         self.setvar(ch, "STASISSTATUS", "")
+        stasis_app = self.apps.get(app)
         if stasis_app is not None and stasis_app.active:
             self._enter_stasis(ch, stasis_app, _split_args(app_args))
         else:
             self.setvar(ch, "STASISSTATUS", "FAILED")
             self._hangup(ch, request=None, cause=0)
-        return body
 
     def dial(self, ch: Channel, caller_id: str | None, timeout: int) -> None:
         """POST /channels/{id}/dial on a created channel: INVITE the phone."""
@@ -884,6 +876,17 @@ class Engine(BridgeOps, PlaybackOps):
                 party.remote_final(cause_to_sip(cause), reasons, cause, outcome="disconnected")
             elif ch.dialing:
                 party.cancelled(reasons)
+        if ch.local_peer is not None or ch.local_outer is not None:
+            self._local_half_gone(ch)
+        if ch.kind == "created" and party is None:
+            # Never dialled: chan_pjsip has no session to end, the core hangs it up again (603).
+            if ch.stasis_pending is not None:
+                ch.stasis_pending.cancel()
+                ch.stasis_pending = None
+            self._hangup(
+                ch, request=(32, None, True), cause=16, tech_cause=603, second_request=(16, 603, False)
+            )
+            return
         self._hangup(ch, request=(32, None, True), cause=cause)
 
     def answer(self, ch: Channel) -> None:
@@ -920,7 +923,7 @@ class Engine(BridgeOps, PlaybackOps):
     def continue_in_dialplan(
         self, ch: Channel, context: str | None, extension: str | None, priority: int | None, label: str | None
     ) -> None:
-        """The channel leaves Stasis: StasisEnd; an ARI-created channel is then hung up."""
+        """POST /continue: 204 first, then (ChannelLeftBridge,) StasisEnd and the dialplan runs."""
         if not context:
             target_ctx, target_exten = ch.context, extension or ch.exten
         else:
@@ -938,20 +941,27 @@ class Engine(BridgeOps, PlaybackOps):
             target_prio = ch.priority + 1
         else:
             target_prio = 1
+        self.later(0.0, self._continue_now, ch, ch.stasis_app, target_ctx, target_exten, target_prio)
+
+    def _continue_now(self, ch: Channel, app: Any, context: str, exten: str, priority: int) -> None:
+        if ch.hung or ch.stasis_app is None or ch.stasis_app is not app:
+            return
         if ch.bridge is not None:
-            self._leave_bridge(ch, unsubscribe=True)
+            # leaving through continue keeps the app subscribed to the bridge (BridgeDestroyed later)
+            self._leave_bridge(ch, unsubscribe=False)
         self._stop_channel_playbacks(ch)
         self._leave_stasis(ch)
-        ch.context, ch.exten, ch.priority = target_ctx, target_exten, target_prio
-        ch.app_name = ch.app_data = ""
-        ch.touch()
-        self.dialplan_log.append((self.clock.now(), ch.id, target_ctx, target_exten, target_prio))
-        if ch.kind == "inbound":
+        if ch.kind in ("inbound", "local"):
             if ch.party is not None:
-                ch.party.continued((target_ctx, target_exten, target_prio))
+                ch.party.continued((context, exten, priority))
+            self.run_dialplan(ch, context, exten, priority)
             self._changed()
             return
-        # An ARI-created channel is hung up once Stasis() returns.
+        # An ARI-created channel runs no dialplan: its Stasis() thread ends and hangs it up.
+        ch.context, ch.exten, ch.priority = context, exten, priority
+        ch.app_name = ch.app_data = ""
+        ch.touch()
+        self.dialplan_log.append((self.clock.now(), ch.id, context, exten, priority))
         if ch.party is not None:
             if ch.state == "Up":
                 ch.party.remote_bye(["Q.850;cause=16"], 16)
@@ -1039,6 +1049,7 @@ class Engine(BridgeOps, PlaybackOps):
                 self._set_connected(ch, new)
             else:
                 ch.connected = new
+                ch.touch()
         elif func == "PJSIP_HEADER":
             action, _, header = arg.partition(",")
             action, header = action.strip().lower(), header.strip()

@@ -273,7 +273,7 @@ class Endpoint:
 
 class Channel:
     """One Asterisk channel. ``kind``: ``inbound`` (dialplan), ``created`` (/channels/create),
-    ``originated`` (POST /channels)."""
+    ``originated`` (POST /channels), ``local`` (a half of a Local pair)."""
 
     __slots__ = (
         "id",
@@ -317,6 +317,9 @@ class Channel:
         "timers",
         "ssrc",
         "stasis_entered",
+        "stasis_pending",
+        "local_peer",
+        "local_outer",
         "_snap",
     )
 
@@ -375,6 +378,9 @@ class Channel:
         self.playbacks: list[Playback] = []
         self.timers: list[Any] = []
         self.ssrc = 0
+        self.stasis_pending: Any = None  # timer until a created channel enters Stasis
+        self.local_peer: Channel | None = None  # the other half of a Local pair
+        self.local_outer: Channel | None = None  # the channel whose Dial() made the Local pair
         self._snap: str | None = None
 
     def snap(self) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from controller.sim.apps import WsConn
+from controller.sim.apps import RestRecord, WsConn
 from controller.sim.errors import AriError
 from controller.sim.model import jstr
 
@@ -160,6 +160,28 @@ class AriHttp:
                 401,
                 {"WWW-Authenticate": 'Basic realm="Asterisk REST Interface"'},
             )
+        sim = self.sim
+        path = request.path[4:] if request.path.startswith("/ari/") else request.path
+        fault = sim.faults.take(request.method, path)
+        if fault is not None and (path == "/events" or (fault.status is not None and not fault.apply)):
+            if fault.delay > 0:
+                await sim.clock.sleep(fault.delay)
+            if fault.status is not None:
+                return self._record(request, path, _obj(fault.response_body(), fault.status))
+            fault = None  # a slow websocket upgrade: connect now
+        resp = await self._handle(request, handler)
+        if path == "/events":
+            return resp
+        if fault is not None:
+            self._record(request, path, resp)  # what Asterisk did; the client is told later / otherwise
+            if fault.delay > 0:
+                await sim.clock.sleep(fault.delay)
+            if fault.status is not None:
+                return _obj(fault.response_body(), fault.status)
+            return resp
+        return self._record(request, path, resp)
+
+    async def _handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
         except AriError as exc:
@@ -168,6 +190,13 @@ class AriHttp:
             return _obj({"message": "Invalid method"}, 405, {"Allow": ",".join(sorted(exc.allowed_methods))})
         except web.HTTPNotFound:
             return _obj({"message": "Resource not found"}, 404)
+
+    def _record(self, request: web.Request, path: str, resp: web.StreamResponse) -> web.StreamResponse:
+        """Log the answer with the number of events produced before it (trace order checks)."""
+        self.sim.rest_log.append(
+            RestRecord(request.method, path, resp.status, self.sim.clock.now(), self.apps.count)
+        )
+        return resp
 
     def _authorized(self, request: web.Request) -> bool:
         sim = self.sim

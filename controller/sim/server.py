@@ -11,45 +11,16 @@ from typing import Any
 from aiohttp import web
 
 from controller.clock import Clock
-from controller.sim.apps import AppRegistry, EventRecord
+from controller.sim.apps import AppRegistry, EventRecord, RestRecord
 from controller.sim.callers import Caller
-from controller.sim.engine import DialplanEntry, Engine
+from controller.sim.dialplan import Dialplan
+from controller.sim.engine import Engine
+from controller.sim.faults import Fault, Faults
 from controller.sim.model import Ids, Timestamps
 from controller.sim.phones import Answer, BehaviourSpec, Phone
 from controller.sim.records import Waiters
 from controller.sim.rest import AriHttp
 from controller.sim.traffic import TrafficGenerator
-
-
-class Dialplan(dict[str, DialplanEntry]):
-    """``exten -> DialplanEntry``; also accepts ``("acd", ["support"])``, ``"acd"`` or
-    ``"Stasis(acd,support)"`` and normalizes them on assignment."""
-
-    def __init__(self, entries: dict[str, Any] | None = None) -> None:
-        super().__init__()
-        for key, value in (entries or {}).items():
-            self[key] = value
-
-    def __setitem__(self, exten: str, value: Any) -> None:
-        super().__setitem__(exten, _entry(value))
-
-
-def _entry(value: Any) -> DialplanEntry:
-    if isinstance(value, DialplanEntry):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("Stasis(") and text.endswith(")"):
-            parts = text[7:-1].split(",")
-            return DialplanEntry(parts[0], tuple(parts[1:]))
-        return DialplanEntry(text)
-    if isinstance(value, tuple | list):
-        app = value[0]
-        args = value[1] if len(value) > 1 else ()
-        if isinstance(args, str):
-            args = (args,)
-        return DialplanEntry(app, tuple(args))
-    raise TypeError(f"cannot make a dialplan entry from {value!r}")
 
 
 class SimAsterisk:
@@ -79,6 +50,8 @@ class SimAsterisk:
         default_sound_duration: float = 1.0,
         event_log_size: int = 20_000,
         record_limit: int | None = None,
+        stasis_entry_delay: float = 0.0,
+        event_delay: float = 0.0,
     ) -> None:
         self.clock = clock or Clock()
         self.seed = seed
@@ -104,6 +77,11 @@ class SimAsterisk:
             default_sound_duration=default_sound_duration,
             changed=self._waiters.check,
         )
+        self.engine.stasis_entry_delay = stasis_entry_delay
+        self.apps.event_delay = event_delay
+        self.apps.schedule = self.engine.later
+        self.faults = Faults()
+        self.rest_log: deque[RestRecord] = deque(maxlen=event_log_size)
         self.phones: dict[str, Phone] = {}
         self.record_limit = record_limit
         self.calls: MutableSequence[Caller] = self.new_record_list()
@@ -115,6 +93,40 @@ class SimAsterisk:
     def new_record_list(self) -> MutableSequence[Any]:
         """A list, or a bounded deque when ``record_limit`` is set."""
         return [] if self.record_limit is None else deque(maxlen=self.record_limit)
+
+    @property
+    def stasis_entry_delay(self) -> float:
+        """Clock seconds from a ``/channels/create`` 200 to that channel's StasisStart (default 0:
+        right after the 200). Until then dial/play/answer/... on it get 409 ``Channel not in
+        Stasis application`` and change nothing; DELETE works."""
+        return self.engine.stasis_entry_delay
+
+    @stasis_entry_delay.setter
+    def stasis_entry_delay(self, value: float) -> None:
+        self.engine.stasis_entry_delay = value
+
+    @property
+    def event_delay(self) -> float:
+        """Clock seconds every event takes to reach the websockets (default 0). REST answers are not
+        delayed, so e.g. a dial's 204 arrives before the channel's StasisStart."""
+        return self.apps.event_delay
+
+    @event_delay.setter
+    def event_delay(self, value: float) -> None:
+        self.apps.event_delay = value
+
+    def refuse_websockets(self, seconds: float | None = None, status: int = 503) -> Fault:
+        """Answer new ``/ari/events`` upgrades with ``status`` (for ``seconds`` clock s, or until
+        ``sim.faults.remove(fault)``); open sockets stay. See also ``drop_connections``."""
+        fault = self.faults.add("GET", "/events", status=status, times=None)
+        if seconds is not None:
+
+            def lift() -> None:
+                self.faults.remove(fault)
+                self._waiters.check()
+
+            self.engine.later(seconds, lift)
+        return fault
 
     # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from controller.clock import Clock
 from controller.sim import SimAsterisk
+from tests.sim.ari import Ari
 
 USER = "acd"
 PASSWORD = "acd"
@@ -42,3 +43,11 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     headers = {"Authorization": aiohttp.encode_basic_auth(USER, PASSWORD)}
     async with aiohttp.ClientSession(headers=headers) as session:
         yield session
+
+
+@pytest.fixture
+async def ari(sim: SimAsterisk, http: aiohttp.ClientSession) -> AsyncIterator[Ari]:
+    """A connected test client of app ``acd``."""
+    client = await Ari(sim, http).connect()
+    yield client
+    await client.close()

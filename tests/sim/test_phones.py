@@ -228,22 +228,23 @@ async def test_controller_hangs_up_caller(sim: SimAsterisk, ari: Ari) -> None:
 
 
 async def test_continue_in_dialplan(sim: SimAsterisk, ari: Ari) -> None:
+    """continue without target -> 101,3 (Hangup): StasisEnd, then Asterisk hangs up (BYE cause 16)."""
     caller, customer = await ari.customer()
     await ari.ok("POST", f"/channels/{customer}/answer")
     await ari.ok("POST", f"/channels/{customer}/continue")
-    assert caller.outcome == "continued" and caller.continued_to == ("from-customer", "101", 3)
     await ari.event("StasisEnd", lambda e: e["channel"]["id"] == customer)
-    status, body = await ari.get(f"/channels/{customer}")
-    assert status == 200 and body["dialplan"]["priority"] == 3 and body["dialplan"]["app_name"] == ""
+    await caller.wait_for(lambda c: c.ended)
+    assert caller.outcome == "continued" and caller.continued_to == ("from-customer", "101", 3)
+    assert caller.bye_reasons == ["Q.850;cause=16"]
+    assert await ari.get(f"/channels/{customer}") == (404, {"message": "Channel not found"})
     assert (await ari.get("/applications/acd"))[1]["channel_ids"] == []
-    status, body = await ari.post(f"/channels/{customer}/answer")
-    assert (status, body) == (409, {"message": "Channel not in Stasis application"})
     other, other_id = await ari.customer()
     await ari.ok("POST", f"/channels/{other_id}/answer")
     await ari.ok("POST", f"/channels/{other_id}/continue", context="fallback", extension="200", priority=2)
-    assert other.continued_to == ("fallback", "200", 2)
-    caller.hangup()
-    assert caller.ended and customer not in sim.channels
+    await other.wait_for(lambda c: c.ended)
+    assert other.continued_to == ("fallback", "200", 2) and other.bye_reasons == ["Q.850;cause=16"]
+    assert other_id not in sim.channels
+    await ari.event("StasisEnd", lambda e: e["channel"]["id"] == other_id)
 
 
 async def test_dtmf_and_headers_of_the_caller(sim: SimAsterisk, ari: Ari) -> None:

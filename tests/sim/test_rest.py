@@ -208,8 +208,18 @@ async def test_bridge_errors_and_moves(sim: SimAsterisk, ari: Ari) -> None:
         404,
         {"message": "Bridge not found"},
     )
+    await ari.event("StasisEnd", lambda e: e["channel"]["id"] == customer)
     other = await ari.ok("POST", "/bridges")
+    # continue ran 101,3 (Hangup): the channel is gone
     assert await ari.post(f"/bridges/{other['id']}/addChannel", channel=customer) == (
+        400,
+        {"message": "Channel not found"},
+    )
+    # a created channel before its Stasis entry exists but has no control (res/ari: 422)
+    sim.add_phone("agent9")
+    sim.stasis_entry_delay = 60.0
+    pending = await ari.ok("POST", "/channels/create", endpoint="PJSIP/agent9", app="acd")
+    assert await ari.post(f"/bridges/{other['id']}/addChannel", channel=pending["id"]) == (
         422,
         {"message": "Channel not in Stasis application"},
     )
