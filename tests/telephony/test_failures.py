@@ -83,7 +83,7 @@ async def test_a_bridge_refused_for_good_ends_the_call_and_strands_nobody(world_
         ),
     )
     caller = w.call()
-    await caller.wait_for(lambda c: c.ended_at is not None)
+    await caller.wait_for(lambda c: c.ended_at is not None, timeout=30)
     await w.sim.phones["agent1"].invites[0].wait_for(lambda i: i.ended_at is not None)
     await w.until(lambda: not w.engine.calls and not w.controller.shell.calls)
     assert not await w.channels()
