@@ -79,6 +79,7 @@ class Application(AriModel):
 class Playback(AriModel):
     id: str
     media_uri: str = ""
+    next_media_uri: str = ""  # set while a media list has more items
     target_uri: str = ""
     language: str = ""
     state: str = ""
@@ -174,6 +175,12 @@ class PlaybackStarted(Event):
     playback: Playback
 
 
+class PlaybackContinuing(Event):
+    """A media list moves on to its next item (state ``continuing``, the old media)."""
+
+    playback: Playback
+
+
 class PlaybackFinished(Event):
     playback: Playback
 
@@ -221,6 +228,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ChannelDtmfReceived,
         EndpointStateChange,
         PlaybackStarted,
+        PlaybackContinuing,
         PlaybackFinished,
         ChannelVarset,
         ChannelConnectedLine,

@@ -8,17 +8,18 @@ import json
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-TRACES = Path("/work/shared/ari-api-docs/traces")
+from tests.sim.shared import TRACES, require_traces
+
 USER = "acd"
 PASSWORD = "s3cr3t-PW&x"  # '&' checks that the api_key is query-encoded, not pasted into the URL
 
 
 def trace_steps(name: str) -> list[dict[str, Any]]:
+    require_traces()
     return json.loads((TRACES / name).read_text())["steps"]
 
 

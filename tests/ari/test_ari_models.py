@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from ari_fake import TRACES, trace_events
+from ari_fake import TRACES, require_traces, trace_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +27,7 @@ from controller.ari import (
     EndpointStateChange,
     Event,
     MalformedEvent,
+    PlaybackContinuing,
     PlaybackFinished,
     PlaybackStarted,
     StasisEnd,
@@ -50,6 +51,7 @@ EXPECTED: dict[str, type[Event]] = {
     "ChannelDtmfReceived": ChannelDtmfReceived,
     "EndpointStateChange": EndpointStateChange,
     "PlaybackStarted": PlaybackStarted,
+    "PlaybackContinuing": PlaybackContinuing,
     "PlaybackFinished": PlaybackFinished,
     "ApplicationReplaced": ApplicationReplacedEvent,
     "ChannelVarset": ChannelVarset,
@@ -60,6 +62,7 @@ EXPECTED: dict[str, type[Event]] = {
 
 
 def all_trace_events() -> list[dict]:
+    require_traces()
     events = []
     for path in sorted(TRACES.glob("*.json")):
         for step in json.loads(path.read_text())["steps"]:
@@ -234,3 +237,16 @@ def test_parse_event_only_ever_raises_malformed_event(kind, fields) -> None:
     except MalformedEvent:
         return
     assert isinstance(event, Event)
+
+
+def test_media_list_playback_events() -> None:
+    """A media list is one playback: Continuing (old media) between items, next_media_uri while more."""
+    started = first("confirm_dtmf_during_prompt.json", "PlaybackStarted")
+    assert isinstance(started, PlaybackStarted)
+    playback = started.playback
+    assert (playback.media_uri, playback.next_media_uri) == ("sound:queue-thereare", "digits:3")
+    cont = first("confirm_dtmf_during_prompt.json", "PlaybackContinuing")
+    assert isinstance(cont, PlaybackContinuing) and is_known(cont)
+    assert (cont.playback.state, cont.playback.media_uri) == ("continuing", "sound:queue-thereare")
+    done = first("confirm_dtmf_during_prompt.json", "PlaybackFinished")
+    assert (done.playback.state, done.playback.next_media_uri) == ("done", "")

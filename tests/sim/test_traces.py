@@ -13,9 +13,9 @@ import pytest
 
 from controller.clock import Clock
 from controller.sim import DND, Answer, Busy, Decline, DialplanEntry, NoAnswer, SimAsterisk
-from tests.sim.tracekit import TRACES, Replay, load, sip_diffs
+from tests.sim.shared import TRACES, require_traces
+from tests.sim.tracekit import Replay, load, sip_diffs
 
-pytestmark = pytest.mark.skipif(not TRACES.is_dir(), reason="golden traces not available")
 REPLAY_SPEED = 12.0
 
 
@@ -124,5 +124,6 @@ async def test_trace_conformance(
 
 
 def test_every_trace_has_a_scenario() -> None:
+    require_traces()
     recorded = {p.stem for p in TRACES.glob("*.json")}
     assert recorded <= set(SCENARIOS), recorded - set(SCENARIOS)

@@ -15,15 +15,14 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import aiohttp
 
 from controller.sim import Caller, SimAsterisk
+from tests.sim.shared import TRACES, require_traces
 
-TRACES = Path("/work/shared/ari-api-docs/traces")
 ID_RE = re.compile(r"\d{10}\.\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$")
 
@@ -31,6 +30,7 @@ Hook = Callable[["Replay", dict[str, Any]], Awaitable[None] | None]
 
 
 def load(name: str) -> dict[str, Any]:
+    require_traces()
     return json.loads((TRACES / f"{name}.json").read_text())
 
 
