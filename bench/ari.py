@@ -869,7 +869,7 @@ class CtlSide:
 def _chunk_subscriptions(client: Any, per_request: int = SUBSCRIBE_CHUNK) -> None:
     """Work around the controller subscribing every agent endpoint in ONE request.
 
-    ``Telephony._watch_endpoints`` sends ``POST /applications/acd/subscription?eventSource=`` with all
+    ``Telephony.watch_endpoints`` once sent ``POST /applications/acd/subscription?eventSource=`` with all
     endpoints comma-separated: with 500 agents that request line is ~16 KB, over aiohttp's 8,190-byte
     limit in the sim (and Asterisk's own 4 KB request-line buffer), so the request gets 400 and the
     controller drops the socket and retries forever: it never starts. Until the controller chunks

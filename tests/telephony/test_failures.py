@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from controller.acd.setup import Acceptance, DialplanTarget, HoldMode
+from controller.api.metrics import Metrics
 from controller.sim import Answer
 from controller.telephony.lanes import Lanes
 from tests.telephony.conftest import make_setup
@@ -138,6 +139,10 @@ async def test_a_caller_hangup_that_failed_is_retried_by_reconciliation(world_fa
     await shell.reconcile()
     await caller.wait_for(lambda c: c.ended_at is not None)
     assert shell.repairs["hangup_retried"] == 1
+    text = Metrics(w.controller).render().decode()
+    assert 'acd_reconcile_repairs_total{kind="hangup_retried"} 1.0' in text
+    assert 'acd_ari_action_failures_total{kind="hangup_failed"} 1.0' in text
+    assert "acd_reconcile_runs_total" in text
 
 
 async def test_continue_after_the_caller_left_is_quiet(world_factory):
