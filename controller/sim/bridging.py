@@ -3,12 +3,16 @@
 A mixin of Engine (it uses the engine's event fan-out and subscriptions). Rules from the traces:
 no BridgeCreated for REST bridges; a channel leaving by removeChannel/move unsubscribes the app from
 the bridge (no BridgeDestroyed later) while one hanging up inside does not; a bridge's MOH stops when
-it empties (DELETE moh -> 409); mixing bridges show ``simple_bridge`` until two answered legs make it
-``native_rtp``; joining two legs sets BRIDGEPEER/BRIDGEPVTCALLID three times and swaps connected lines.
+it empties (DELETE moh -> 409); mixing bridges show ``simple_bridge`` until two answered PJSIP legs
+make it ``native_rtp`` (a Local leg never does: no optimisation in Stasis bridges); joining two legs
+sets BRIDGEPEER/BRIDGEPVTCALLID and swaps connected lines (SIP UPDATEs); a channel that is playing
+joins only when its playback ends (the addChannel answer waits).
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from controller.sim.errors import AriError
@@ -18,6 +22,16 @@ if TYPE_CHECKING:
     from controller.sim.engine import Engine
 
 _BRIDGE_TYPES = {"mixing", "holding", "dtmf_events", "proxy_media", "video_sfu", "video_single", "sdp_label"}
+
+
+@dataclass
+class _PendingAdd:
+    """An addChannel request held until the playbacks of ``left`` more channels end."""
+
+    bridge: Bridge
+    inhibit_connected: bool
+    done: asyncio.Future[None]
+    left: int
 
 
 class BridgeOps:
@@ -56,15 +70,51 @@ class BridgeOps:
             raise AriError(400, "Missing parameter channel")
         return chans
 
-    def add_channels(self: Engine, bridge: Bridge, ids: list[str], inhibit_connected: bool = False) -> None:
-        """addChannel: a channel in another bridge is moved (ChannelLeftBridge then ChannelEnteredBridge)."""
+    def add_channels(
+        self: Engine, bridge: Bridge, ids: list[str], inhibit_connected: bool = False
+    ) -> asyncio.Future[None] | None:
+        """addChannel: a channel in another bridge is moved (ChannelLeftBridge then ChannelEnteredBridge).
+
+        A channel that is playing something joins only when its playback ends; the request's answer
+        waits for that (the returned future), the other channels are moved at once."""
         chans = self._bridge_controls(ids)
+        waiting = []
         for ch in chans:
             if ch.bridge is bridge or ch.hung:
                 continue
-            if ch.bridge is not None:
-                self._leave_bridge(ch, unsubscribe=True)
-            self._enter_bridge(bridge, ch, inhibit_connected)
+            if ch.playbacks:
+                waiting.append(ch)
+                continue
+            self._move_into(bridge, ch, inhibit_connected)
+        self._changed()
+        if not waiting:
+            return None
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pending = _PendingAdd(bridge, inhibit_connected, done, len(waiting))
+        for ch in waiting:
+            ch.after_playback.append(pending)
+        return done
+
+    def _move_into(self: Engine, bridge: Bridge, ch: Channel, inhibit_connected: bool) -> None:
+        if ch.bridge is not None:
+            self._leave_bridge(ch, unsubscribe=True)
+        self._enter_bridge(bridge, ch, inhibit_connected)
+
+    def _playbacks_done(self: Engine, ch: Channel) -> None:
+        """The channel's last playback ended (or it left): run the addChannel requests waiting for it."""
+        pendings, ch.after_playback = ch.after_playback, []
+        for pending in pendings:
+            bridge = pending.bridge
+            if (
+                not ch.hung
+                and ch.stasis_app is not None
+                and bridge.id in self.bridges
+                and ch.bridge is not bridge
+            ):
+                self._move_into(bridge, ch, pending.inhibit_connected)
+            pending.left -= 1
+            if pending.left <= 0 and not pending.done.done():
+                pending.done.set_result(None)
         self._changed()
 
     def remove_channels(self: Engine, bridge: Bridge, ids: list[str]) -> None:
@@ -124,41 +174,66 @@ class BridgeOps:
         self._update_audio(ch)
 
     def _peers_joined(self: Engine, bridge: Bridge, joiner: Channel, inhibit_connected: bool) -> None:
-        """BRIDGEPEER/BRIDGEPVTCALLID x3 rounds with the connected-line exchange before the last one."""
+        """BRIDGEPEER/BRIDGEPVTCALLID rounds (three for two PJSIP legs that go native_rtp, else one),
+        then the connected-line exchange (Asterisk races it with the last round): each phone gets a
+        SIP UPDATE with the other's identity, the channel whose connected line changed a
+        ChannelConnectedLine.
+        ``inhibitConnectedLineUpdates`` on either join suppresses both directions (traced for the
+        joint request and for the second channel's own request)."""
+        joiner.inhibit_connected = inhibit_connected
         if len(bridge.channels) == 2:
             other = next(iter(bridge.channels.values()))  # the joiner was added last
 
+            native = all(c.tech == "PJSIP" for c in (joiner, other))
+            first, second = (joiner, other) if native else (other, joiner)  # as recorded
+
             def peer_round() -> None:
-                self.setvar(joiner, "BRIDGEPEER", other.name)
-                self.setvar(joiner, "BRIDGEPVTCALLID", other.protocol_id)
-                self.setvar(other, "BRIDGEPEER", joiner.name)
-                self.setvar(other, "BRIDGEPVTCALLID", joiner.protocol_id)
+                self._set_bridge_var(first, "BRIDGEPEER", second.name)
+                self._set_bridge_var(first, "BRIDGEPVTCALLID", second.protocol_id)
+                self._set_bridge_var(second, "BRIDGEPEER", first.name)
+                self._set_bridge_var(second, "BRIDGEPVTCALLID", first.protocol_id)
 
             peer_round()
-            peer_round()
-            if not inhibit_connected:
+            if native:  # native_rtp re-evaluations
+                peer_round()
+                peer_round()
+            if not (inhibit_connected or other.inhibit_connected):
                 self._push_connected(other, joiner.caller)
-            self._push_connected(joiner, other.caller)
-            peer_round()
+                self._push_connected(joiner, other.caller)
             return
         for ch in bridge.channels.values():
             others = ",".join(c.name for c in bridge.channels.values() if c is not ch)
             self.setvar(ch, "BRIDGEPEER", others)
 
+    def _set_bridge_var(self: Engine, ch: Channel, name: str, value: str) -> None:
+        """Setting an unset variable to "" is no change and no event (a Local leg has no call id)."""
+        if value or ch.vars.get(name):
+            self.setvar(ch, name, value)
+
     def _push_connected(self: Engine, target: Channel, source: Party) -> None:
-        """Bridging updates a party's connected line to its peer's caller id (SIP UPDATE with PAI)."""
-        if source == target.connected:
-            return
+        """Bridging updates a party's connected line to its peer's caller id: the phone always gets
+        an UPDATE (PAI/RPID), the app a ChannelConnectedLine only when the connected line changed."""
         self._set_connected(target, source)
+        outer = target.local_outer
+        if outer is not None and not outer.hung:
+            outer.connected = Party(source.name, source.number)
+            outer.touch()
         if target.party is not None:
-            target.party.connected_update(source.name, source.number)
+            target.party.connected_update(source.name, source.number, self._pai(source))
+
+    def _pai(self: Engine, party: Party) -> str:
+        user = party.number or "anonymous"
+        return (
+            f'"{party.name}" <sip:{user}@{self.sip_host}>' if party.name else f"<sip:{user}@{self.sip_host}>"
+        )
 
     def _leave_bridge(self: Engine, ch: Channel, *, unsubscribe: bool) -> None:
         bridge = ch.bridge
         assert bridge is not None
         if ch.vars.get("BRIDGEPEER"):
             self.setvar(ch, "BRIDGEPEER", "")
-            self.setvar(ch, "BRIDGEPVTCALLID", "")
+            if ch.vars.get("BRIDGEPVTCALLID"):
+                self.setvar(ch, "BRIDGEPVTCALLID", "")
         del bridge.channels[ch.id]
         bridge.touch()
         ch.bridge = None
@@ -179,7 +254,7 @@ class BridgeOps:
         if bridge.type != "mixing":
             return
         n = len(bridge.channels)
-        if n == 2 and all(c.state == "Up" for c in bridge.channels.values()):
+        if n == 2 and all(c.state == "Up" and c.tech == "PJSIP" for c in bridge.channels.values()):
             tech = "native_rtp"
         elif n > 2:
             tech = "softmix"

@@ -45,6 +45,7 @@ class Caller(PartyRecord):
         talk_time: float | None,
         dtmf: Sequence[tuple[float, str]],
         endpoint: str,
+        via_local: bool = False,
     ) -> None:
         super().__init__(sim.clock, sim._waiters)
         self._sim = sim
@@ -58,6 +59,7 @@ class Caller(PartyRecord):
         self.talk_time = talk_time
         self.dtmf_plan = tuple(dtmf)
         self.endpoint_name = endpoint
+        self.via_local = via_local
         self.label = caller_number or caller_name
         self.placed_at: float | None = None
         self.outcome = "pending"
@@ -68,6 +70,7 @@ class Caller(PartyRecord):
         self.ended_by: str | None = None
         self.continued_to: tuple[str, str, int] | None = None
         self.fallback: tuple[str, str, int] | None = None
+        self.sip_channel_id = ""
         self._timers: list[TimerHandle] = []
 
     def __repr__(self) -> str:
@@ -122,6 +125,13 @@ class Caller(PartyRecord):
     # -- engine callbacks -----------------------------------------------------------------------------
     def attach(self, ch: Channel) -> None:
         self._channel = ch
+        self.channel_id = ch.id
+        self.channel_name = ch.name
+
+    def app_channel(self, ch: Channel) -> None:
+        """The call reaches Stasis as another channel (a Local ;2): ``channel_id`` is the one the app sees,
+        ``sip_channel_id`` the caller's own PJSIP channel."""
+        self.sip_channel_id = self.channel_id
         self.channel_id = ch.id
         self.channel_name = ch.name
 

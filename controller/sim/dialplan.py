@@ -205,7 +205,7 @@ class DialplanOps:
         ep = self.endpoint("Local", f"{exten}@{context}", "online")
         suffix = f"{self.ids.name_seq:08x}"
         self.ids.name_seq += 1
-        one = self._new_channel(ep, "local", "Down", "", outer.context, outer.exten, 1)
+        one = self._new_channel(ep, "local", "Down", "", outer.context, "", 1)
         one.name = f"Local/{exten}@{context}-{suffix};1"
         one.caller = Party("", outer.exten)
         one.connected = Party(outer.caller.name, outer.caller.number)
@@ -221,6 +221,10 @@ class DialplanOps:
         two.local_outer = outer
         outer.local_peer = one
         one.local_outer = outer
+        # the real caller's phone is reached through the pair: answer, audio, UPDATEs, BYE
+        two.party = outer.party
+        if outer.party is not None and hasattr(outer.party, "app_channel"):
+            outer.party.app_channel(two)
         self.run_dialplan(two, context, exten, 1)
 
     def _local_half_gone(self: Engine, ch: Channel) -> None:
@@ -232,14 +236,14 @@ class DialplanOps:
         for other in chain:
             other.local_peer = other.local_outer = None
         ch.local_peer = ch.local_outer = None
-        for other in chain:
+        for other in sorted(chain, key=lambda c: c.kind != "inbound"):
             if not other.hung:
                 if other.kind == "inbound" and other.party is not None:
                     if other.state == "Up":
                         other.party.remote_bye(["Q.850;cause=16"], 16)
                     else:
                         other.party.remote_final(603, ["Q.850;cause=16"], 16)
-                self._hangup(other, request=None, cause=16)
+                self._hangup(other, request=(16, None, False), cause=16)
 
     def local_answered(self: Engine, two: Channel) -> None:
         """Answering ;2 answers ;1, and Dial() answers the real caller."""
@@ -250,5 +254,8 @@ class DialplanOps:
             one.touch()
             self.ev_chan("ChannelStateChange", one)
         if outer is not None and outer.state != "Up":
-            outer.app_name, outer.app_data = "Dial", f"Local/{two.exten}@{two.context}"
-            self.answer(outer)
+            outer.state = "Up"
+            outer.answered_at = self.clock.now()
+            outer.ssrc = self.ids.ssrc()
+            outer.touch()
+            self.ev_chan("ChannelStateChange", outer)

@@ -367,6 +367,8 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
 
     def _destroy(self, ch: Channel) -> None:
         self.channels.pop(ch.id, None)
+        if ch.after_playback:
+            self._playbacks_done(ch)
         for app in list(ch.subs):
             app.channels.pop(ch.id, None)
             self.apps.cleanup(app)
@@ -466,7 +468,7 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
         ch.hung = True
         ch.dialing = False
         self._cancel_dial_timer(ch)
-        if ch.answered_at is not None:
+        if ch.answered_at is not None and ch.tech == "PJSIP":
             self._rtp_qos(ch)
         if request is not None:
             self._ev_hangup_request(ch, *request)
@@ -530,6 +532,12 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
         ch.protocol_id = self.ids.callid()
         ch.touch()
         self.setvar(ch, "SIPDOMAIN", self.sip_host)
+        if caller.via_local:
+            ch.app_name, ch.app_data = "Dial", f"Local/{caller.exten}@{context}"
+            ch.touch()
+            self.ev_chan("ChannelDialplan", ch, self._dialplan_mid(ch))
+            self._dial_local(ch, ch.app_data)
+            return ch
         self.run_dialplan(ch, context, caller.exten, 1)
         return ch
 
@@ -541,11 +549,18 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
         """The caller CANCELs before answer: cause 127, tech_cause 487."""
         if ch.hung:
             return
+        if ch.local_peer is not None:
+            self._local_half_gone(ch)
         self._hangup(ch, request=(127, 487, False), cause=127, tech_cause=487)
 
     def remote_bye(self, ch: Channel) -> None:
         """A UA sends BYE: cause 16 when talking to a peer in a mixing bridge, else no cause (0)."""
         if ch.hung:
+            return
+        if ch.local_peer is not None:
+            # through a Local pair the app's ;2 channel sees ChannelHangupRequest cause 16
+            self._local_half_gone(ch)
+            self._hangup(ch, request=(16, None, False), cause=16)
             return
         bridge = ch.bridge
         if bridge is not None and bridge.type == "mixing" and len(bridge.channels) > 1:
@@ -898,6 +913,8 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
         ch.ssrc = self.ids.ssrc()
         ch.touch()
         self.ev_chan("ChannelStateChange", ch)
+        if ch.local_peer is not None:
+            self.local_answered(ch)
         if ch.party is not None:
             ch.party.on_answered()
         if ch.bridge is not None:

@@ -320,6 +320,8 @@ class Channel:
         "stasis_pending",
         "local_peer",
         "local_outer",
+        "after_playback",
+        "inhibit_connected",
         "_snap",
     )
 
@@ -381,6 +383,8 @@ class Channel:
         self.stasis_pending: Any = None  # timer until a created channel enters Stasis
         self.local_peer: Channel | None = None  # the other half of a Local pair
         self.local_outer: Channel | None = None  # the channel whose Dial() made the Local pair
+        self.after_playback: list[Any] = []  # addChannel requests waiting for its playback to end
+        self.inhibit_connected = False  # joined its bridge with inhibitConnectedLineUpdates
         self._snap: str | None = None
 
     def snap(self) -> str:

@@ -109,6 +109,8 @@ class PlaybackOps:
         self._ev_playback("PlaybackFinished", pb)
         if was_current and queue:
             self._start_media(queue[0])
+        elif not queue and pb.channel is not None and pb.channel.after_playback:
+            self._playbacks_done(pb.channel)
 
     def stop_playback(self: Engine, pb: Playback) -> None:
         self._finish_playback(pb, "done")

@@ -113,7 +113,8 @@ class PartyRecord(Observable):
         self.moh: list[Interval] = []
         self.ringback: list[Interval] = []
         self.connected_line: tuple[str, str] | None = None
-        self.connected_updates: list[tuple[float, str, str]] = []
+        self.connected_updates: list[tuple[float, str, str]] = []  # SIP UPDATEs: (t, name, number)
+        self.update_pais: list[str] = []  # their P-Asserted-Identity headers
         self.dtmf_received: list[str] = []
         self.playbacks: list[tuple[float, str]] = []
         self._channel: Any = None
@@ -158,10 +159,17 @@ class PartyRecord(Observable):
         if changed:
             self._changed()
 
-    def connected_update(self, name: str, number: str) -> None:
+    def connected_update(self, name: str, number: str, pai: str = "") -> None:
+        """A SIP UPDATE showing a new connected party (P-Asserted-Identity ``pai``)."""
         self.connected_line = (name, number)
         self.connected_updates.append((self.clock.now(), name, number))
+        self.update_pais.append(pai)
         self._changed()
+
+    @property
+    def identities_shown(self) -> list[tuple[str, str]]:
+        """Every (name, number) this phone was shown as the other party after the call was set up."""
+        return [(name, number) for _, name, number in self.connected_updates]
 
     def dtmf(self, digit: str) -> None:
         self.dtmf_received.append(digit)

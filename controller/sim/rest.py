@@ -374,7 +374,8 @@ class AriHttp:
     # channels
     # ----------------------------------------------------------------------------------------------
     async def channels_list(self, request: web.Request) -> web.Response:
-        return _json("[" + ", ".join(ch.snap() for ch in self.engine.channels.values()) + "]")
+        # newest first, as Asterisk lists them (local_channel_optimization.json)
+        return _json("[" + ", ".join(ch.snap() for ch in reversed(self.engine.channels.values())) + "]")
 
     async def channels_create(self, request: web.Request) -> web.Response:
         params, body = await self._params(request)
@@ -561,9 +562,11 @@ class AriHttp:
     async def bridge_add(self, request: web.Request) -> web.Response:
         params, _ = await self._params(request)
         bridge = self.engine.get_bridge(request.match_info["id"])
-        self.engine.add_channels(
+        held = self.engine.add_channels(
             bridge, _multi(params, "channel"), _bool(params, "inhibitConnectedLineUpdates")
         )
+        if held is not None:
+            await held  # a channel of the request is still playing something
         return _no_content()
 
     async def bridge_remove(self, request: web.Request) -> web.Response:

@@ -217,8 +217,14 @@ class SimAsterisk:
         dtmf: Sequence[tuple[float, str]] = (),
         endpoint: str = "customer",
         delay: float = 0.0,
+        via_local: bool = False,
     ) -> Caller:
-        """A customer dials ``exten`` now (or after ``delay`` clock seconds). See Caller for the behaviour."""
+        """A customer dials ``exten`` now (or after ``delay`` clock seconds). See Caller for the behaviour.
+
+        ``via_local``: the call reaches the extension through ``Dial(Local/<exten>@<context>)``; the
+        app sees only the Local ``;2`` channel (``caller.channel_id``; the PJSIP one is
+        ``caller.sip_channel_id``). A dialplan entry like ``"NoOp, Dial(Local/101@from-customer)"``
+        does the same for a given extension."""
         caller = Caller(
             self,
             exten=exten,
@@ -230,6 +236,7 @@ class SimAsterisk:
             talk_time=talk_time,
             dtmf=dtmf,
             endpoint=endpoint,
+            via_local=via_local,
         )
         self.calls.append(caller)
         if delay > 0:
