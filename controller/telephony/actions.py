@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from controller.acd import commands as cmd
 from controller.acd import events as ev
+from controller.acd.engine import OfferState
 from controller.acd.setup import HoldMode
 from controller.ari.errors import AriBadRequest, AriConflict, AriError, AriNotFound, EndpointUnreachable
 from controller.telephony.channels import OFFER_ARG, CallChannels, Leg
@@ -37,6 +38,7 @@ AUTO_ANSWER_HEADERS = {
     "Call-Info": "<sip:localhost>;answer-after=0",
 }
 CONNECT_ATTEMPTS = 3  # addChannel tries while both parties still exist
+CONFIRMING = OfferState.CONFIRMING
 PROMPT_SENT_WAIT = 2.0  # s: how long a connect waits for an in-flight prompt request to return
 
 
@@ -178,8 +180,9 @@ class Actions:
 
     async def _confirm_prompt(self: Telephony, c: cmd.PlayConfirmPrompt) -> None:
         leg = self.legs.get(c.offer_id)
-        if leg is None or leg.ended or leg.hangup_requested:
-            return
+        offer = self.engine.offers.get(c.offer_id)
+        if leg is None or leg.ended or leg.hangup_requested or offer is None or offer.state is not CONFIRMING:
+            return  # the digit (or a hangup) came first: never play into a connected call
         media = ["sound:beep"]
         if c.caller_number.isdigit():
             media.append(f"digits:{c.caller_number}")
@@ -320,12 +323,19 @@ class Actions:
         queue = self.engine.setup.queues.get(call.queue) if call is not None else None
         if queue is None:
             return
-        for part, value in (("name", queue.customer_sees_name), ("num", queue.customer_sees_number)):
-            if value:
-                try:
-                    await self.client.set_variable(chans.channel_id, f"CONNECTEDLINE({part})", value)
-                except AriError as exc:
-                    log.info("could not set the connected line shown to the caller: %s", exc)
+        name, number = queue.customer_sees_name.replace('"', "'"), queue.customer_sees_number
+        if name and number:
+            variable, value = "CONNECTEDLINE(all)", f'"{name}" <{number}>'  # one update, not two
+        elif name or number:
+            variable, value = ("CONNECTEDLINE(name)", name) if name else ("CONNECTEDLINE(num)", number)
+        else:
+            return
+        try:
+            await self.client.set_variable(chans.channel_id, variable, value)
+        except AriError as exc:
+            log.info(
+                "could not set the connected line shown to the caller: %s", exc, extra={"call": chans.call_id}
+            )
 
     async def _hangup_caller(self: Telephony, chans: CallChannels, reason: str) -> None:
         if not chans.gone:

@@ -31,7 +31,7 @@ log = logging.getLogger("controller.telephony")
 
 INFO_HEADER_TIMEOUT = 1.0  # s: a caller never waits longer than this for the card's extra info
 DEDUP_WINDOW = 2048  # recent event keys remembered to drop an event delivered twice
-SEEN_CUSTOMERS = 100_000  # customer channel ids remembered to tell a re-entry from a first arrival
+SEEN_CUSTOMERS = 20_000  # customer channel ids remembered to tell a re-entry from a first arrival
 
 
 def parse_priority(args: list[str], call_id: str = "") -> int:
