@@ -233,7 +233,7 @@ class Actions:
             chans.holding_bridge = bridge_id
             await asyncio.gather(
                 self._answer(chans),
-                self.client.create_bridge("holding", bridge_id=bridge_id, name=f"acd hold {chans.call_id}"),
+                self._create_bridge("holding", bridge_id, f"acd hold {chans.call_id}"),
             )
             await self.client.add_channel(bridge_id, [chans.channel_id])
             await self.client.start_bridge_moh(bridge_id)
@@ -249,6 +249,13 @@ class Actions:
             )
         if chans.gone:
             await self._destroy_bridges(chans)
+
+    async def _create_bridge(self: Telephony, kind: str, bridge_id: str, name: str) -> None:
+        """Create one of our bridges; 409 means it exists (left by an earlier run): use it."""
+        try:
+            await self.client.create_bridge(kind, bridge_id=bridge_id, name=name)
+        except AriConflict:
+            self.stats["bridge_reused"] += 1
 
     async def _answer(self: Telephony, chans: CallChannels) -> None:
         await self.client.answer(chans.channel_id)
@@ -269,12 +276,7 @@ class Actions:
                 if not chans.answered:
                     await self._answer(chans)
                 if chans.mixing_bridge is None:
-                    try:
-                        await self.client.create_bridge(
-                            "mixing", bridge_id=bridge_id, name=f"acd call {c.call_id}"
-                        )
-                    except AriConflict:
-                        self.stats["talk_bridge_reused"] += 1  # left by an earlier run of the controller
+                    await self._create_bridge("mixing", bridge_id, f"acd call {c.call_id}")
                     chans.mixing_bridge = bridge_id
                 await self._show_customer(chans)
                 # one addChannel moves the customer out of the holding bridge (music stops by itself);

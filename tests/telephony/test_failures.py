@@ -100,7 +100,7 @@ async def test_an_existing_talk_bridge_is_reused(world_factory):
     )
     caller = w.call()
     await caller.wait_for(lambda c: c.bridged_with == "agent1")
-    assert w.controller.shell.stats["talk_bridge_reused"] == 1
+    assert w.controller.shell.stats["bridge_reused"] == 1
 
 
 async def test_a_park_failure_leaves_the_caller_queued_and_served(world_factory):
