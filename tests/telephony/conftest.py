@@ -41,7 +41,7 @@ class World:
         """What Asterisk has now (GET /channels), as the controller's client sees it."""
         return await self.controller.client.list_channels()
 
-    async def until_async(self, pred: Callable[[list], object], timeout: float = 10.0) -> None:
+    async def until_async(self, pred: Callable[[list], object], timeout: float = 30.0) -> None:
         """Poll GET /channels until ``pred(channels)`` is true."""
         clock = self.controller.clock
         deadline = clock.now() + timeout
@@ -50,7 +50,7 @@ class World:
                 raise TimeoutError(f"timed out after {timeout} clock s")
             await asyncio.sleep(0.01)
 
-    async def until(self, pred: Callable[[], object], timeout: float = 10.0) -> None:
+    async def until(self, pred: Callable[[], object], timeout: float = 30.0) -> None:
         """Poll until ``pred()`` is true (controller state changes wake no sim waiter)."""
         clock = self.controller.clock
         deadline = clock.now() + timeout

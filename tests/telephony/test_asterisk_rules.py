@@ -36,7 +36,7 @@ async def test_dial_waits_for_the_created_channels_stasis_start(world_factory):
         make_setup(TWO), {"agent1": Answer(after=0.5), "agent2": Answer()}, sim_kw={"stasis_entry_delay": 0.5}
     )
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     assert outcomes(w, caller.channel_id) == [("alice", "accepted")]
     assert w.controller.shell.stats["dial_failed"] == 0
 
@@ -69,7 +69,7 @@ async def test_a_dial_refused_with_409_leaves_no_down_channel(world_factory):
         ),
     )
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent2")
+    await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
     names = sorted(c.name.rsplit("-", 1)[0] for c in agent_channels(await w.channels()))
     assert names == ["PJSIP/agent2"], "alice's refused leg was hung up"
 
@@ -124,7 +124,7 @@ async def test_the_customer_never_sees_the_agent_leg_identity(world_factory):
     # bridge_connected_line_privacy.json: a plain addChannel sends the customer the agent's identity
     w = await world_factory(make_setup(TWO), {"agent1": Answer(after=0.5), "agent2": Answer()})
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     assert not caller.connected_updates, caller.connected_updates
     assert not w.sim.phones["agent1"].last_invite.connected_updates
 
@@ -133,7 +133,7 @@ async def test_the_customer_sees_the_queues_configured_identity(world_factory):
     q = replace(QueueConfig("support"), customer_sees_name="ACME Support", customer_sees_number="5550100")
     w = await world_factory(make_setup(TWO, queue=q), {"agent1": Answer(after=0.5), "agent2": Answer()})
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     channel = await w.controller.client.get_channel(caller.channel_id)
     assert (channel.connected.name, channel.connected.number) == ("ACME Support", "5550100")
     assert all("agent" not in name and "[" not in name for _, name, _ in caller.connected_updates)
@@ -149,11 +149,11 @@ async def test_a_call_through_a_local_channel_works_end_to_end(world_factory):
 
     w = await world_factory(make_setup(TWO), {"agent1": Answer(after=0.5, hangup_after=2)}, prepare=prepare)
     caller = w.sim.place_call("103")
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     call_id = next(r.data["call"] for r in w.records if r.kind == "call.queued")
     channel = next(c for c in await w.channels() if c.id == call_id)
     assert channel.name.startswith("Local/101@from-customer-") and channel.name.endswith(";2")
-    await caller.wait_for(lambda c: c.ended_at is not None)
+    await caller.wait_for(lambda c: c.ended_at is not None, timeout=30)
     ended = [r.data for r in w.records if r.kind == "call.ended"]
     assert ended[0]["outcome"] == "completed" and ended[0]["hung_up_by"] == "agent"
     await w.until(lambda: not w.engine.calls and not w.controller.shell.calls)
@@ -201,7 +201,7 @@ async def test_the_same_event_delivered_twice_counts_once(world_factory):
 
     w.controller.stream._handler = twice
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     caller.hangup()
     await w.until(lambda: any(r.kind == "call.ended" for r in w.records))
     assert [r.kind for r in w.records].count("call.queued") == 1
@@ -223,7 +223,7 @@ async def test_an_endpoint_created_later_in_asterisk_is_watched_and_rung(world_f
     await shell.watch_endpoints(full=False)
     assert "PJSIP/agent2" not in shell.unknown_endpoints
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent2")
+    await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
 
 
 # --------------------------------------------------------------------------- 4. websocket down
@@ -264,7 +264,7 @@ async def test_no_offer_is_made_while_the_websocket_is_down(world_factory):
     )
     shell = w.controller.shell
     first = w.call()
-    await first.wait_for(lambda c: c.ended_at is not None)
+    await first.wait_for(lambda c: c.ended_at is not None, timeout=30)
     await w.until(lambda: w.engine.agents["alice"].in_wrapup)
     second = w.call()
     await w.until(lambda: second.channel_id in w.engine.calls)

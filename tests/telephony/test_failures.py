@@ -32,7 +32,7 @@ async def test_a_create_that_failed_after_creating_the_channel_deletes_it(world_
         prepare=lambda sim, c: sim.faults.add("POST", "/channels/create", status=500, apply=True),
     )
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with is not None)
+    await caller.wait_for(lambda c: c.bridged_with is not None, timeout=30)
     assert agent_channels(await w.channels()) == [f"PJSIP/{caller.bridged_with}"]
     assert w.controller.shell.stats["create_failed"] == 1
 
@@ -58,9 +58,9 @@ async def test_a_dial_that_failed_after_ringing_hangs_the_phone_up(world_factory
         prepare=lambda sim, c: sim.faults.add("POST", r"/channels/[^/]+/dial", status=500, apply=True),
     )
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent2")
+    await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
     first = w.sim.phones["agent1"].invites[0]
-    await first.wait_for(lambda i: i.outcome == "cancelled")
+    await first.wait_for(lambda i: i.outcome == "cancelled", timeout=30)
     assert agent_channels(await w.channels()) == ["PJSIP/agent2"]
 
 
@@ -71,7 +71,7 @@ async def test_a_bridge_refused_once_is_retried_and_connects(world_factory):
         prepare=lambda sim, c: sim.faults.add("POST", r"/bridges/[^/]+-talk/addChannel", status=500),
     )
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     assert w.controller.shell.stats["connect_retry"] == 1
 
 
@@ -85,7 +85,7 @@ async def test_a_bridge_refused_for_good_ends_the_call_and_strands_nobody(world_
     )
     caller = w.call()
     await caller.wait_for(lambda c: c.ended_at is not None, timeout=30)
-    await w.sim.phones["agent1"].invites[0].wait_for(lambda i: i.ended_at is not None)
+    await w.sim.phones["agent1"].invites[0].wait_for(lambda i: i.ended_at is not None, timeout=30)
     await w.until(lambda: not w.engine.calls and not w.controller.shell.calls)
     assert not await w.channels()
     assert w.controller.shell.stats["connect_failed"] == 1
@@ -99,7 +99,7 @@ async def test_an_existing_talk_bridge_is_reused(world_factory):
         prepare=lambda sim, c: sim.faults.add("POST", "/bridges", status=409, apply=True),
     )
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     assert w.controller.shell.stats["bridge_reused"] == 1
 
 
@@ -110,7 +110,7 @@ async def test_a_park_failure_leaves_the_caller_queued_and_served(world_factory)
         prepare=lambda sim, c: sim.faults.add("POST", r"/bridges/[^/]+-hold/addChannel", status=500),
     )
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     assert w.controller.shell.stats["park_failed"] == 1
 
 
@@ -122,7 +122,7 @@ async def test_a_prompt_failure_still_lets_the_agent_accept(world_factory):
         prepare=lambda sim, c: sim.faults.add("POST", r"/channels/[^/]+/play", status=500),
     )
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     assert w.controller.shell.stats["prompt_failed"] == 1
 
 
@@ -132,12 +132,12 @@ async def test_a_caller_hangup_that_failed_is_retried_by_reconciliation(world_fa
     )
     shell = w.controller.shell
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     w.sim.faults.add("DELETE", f"/channels/{caller.channel_id}", status=500)
     await w.until(lambda: caller.channel_id in shell.doomed)
     assert caller.ended_at is None
     await shell.reconcile()
-    await caller.wait_for(lambda c: c.ended_at is not None)
+    await caller.wait_for(lambda c: c.ended_at is not None, timeout=30)
     assert shell.repairs["hangup_retried"] == 1
     text = Metrics(w.controller).render().decode()
     assert 'acd_reconcile_repairs_total{kind="hangup_retried"} 1.0' in text
@@ -175,7 +175,9 @@ async def test_a_failed_continue_is_sent_again_by_reconciliation(world_factory):
     await w.until(lambda: shell.stats["continue_failed"] == 1)
     await shell.reconcile()
     await w.until(lambda: shell.repairs["continue_retried"] == 1)
-    await caller.wait_for(lambda c: c.ended_at is not None)  # acd-overflow,s,1 runs nothing: hung up
+    await caller.wait_for(
+        lambda c: c.ended_at is not None, timeout=30
+    )  # acd-overflow,s,1 runs nothing: hung up
 
 
 async def test_a_numeric_priority_in_the_stasis_args_is_used_and_a_bad_one_ignored(world_factory):
@@ -230,7 +232,7 @@ async def test_a_leg_created_while_the_channels_are_listed_is_not_declared_gone(
     await resync
     assert shell.repairs["leg_gone"] == 0 and shell.legs
     invite.answer()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
 
 
 async def test_restart_finds_the_caller_in_its_holding_bridge_and_does_not_park_again(world_factory):
@@ -238,7 +240,7 @@ async def test_restart_finds_the_caller_in_its_holding_bridge_and_does_not_park_
 
     w = await world_factory(make_setup({"alice": "agent1"}), {}, offline=())
     caller = w.call()
-    await caller.wait_for(lambda c: c.hearing_moh)
+    await caller.wait_for(lambda c: c.hearing_moh, timeout=30)
     await w.controller.stop()
     setup = make_setup({"alice": "agent1"})
     second = Controller(

@@ -54,7 +54,7 @@ async def test_second_controller_takes_over_and_first_stops(sim):
     with pytest.raises(ApplicationReplaced):
         await first.wait()
     caller = sim.place_call("101")
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     assert caller.channel_id in second.engine.calls and caller.channel_id not in first.engine.calls
     await first.stop()
     await second.stop()
@@ -79,7 +79,7 @@ async def test_restart_takes_calls_back_requeues_waiting_and_hangs_up_orphans(si
     first = Controller(setup, **kw)
     await first.start()
     talking = sim.place_call("101", caller_number="5550001")
-    await talking.wait_for(lambda c: c.bridged_with == "agent1")
+    await talking.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     waiting = sim.place_call("101", caller_number="5550002")
     ringing = await sim.phones["agent2"].wait_for_invite()
     await first.stop()  # the process dies: Asterisk keeps every channel
@@ -93,7 +93,7 @@ async def test_restart_takes_calls_back_requeues_waiting_and_hangs_up_orphans(si
     assert engine.agents["alice"].status == "talking"
     assert talking.bridged_with == "agent1" and len(talking.media) == 1
     # the orphan ringing leg is hung up; the waiting caller is back in line with its arrival time
-    await ringing.wait_for(lambda i: i.outcome == "cancelled")
+    await ringing.wait_for(lambda i: i.outcome == "cancelled", timeout=30)
     queued = [r.data for r in records if getattr(r, "kind", "") == "call.queued"]
     assert queued and queued[0]["call"] == waiting.channel_id and queued[0]["requeued"]
     # measured on Asterisk's clock at its ping: off by at most that request's round trip
@@ -103,7 +103,7 @@ async def test_restart_takes_calls_back_requeues_waiting_and_hangs_up_orphans(si
     )
     # the restored call ends normally
     talking.hangup()
-    await sim.phones["agent1"].invites[0].wait_for(lambda i: i.outcome == "ended")
+    await sim.phones["agent1"].invites[0].wait_for(lambda i: i.outcome == "ended", timeout=30)
     ended = [r.data for r in records if getattr(r, "kind", "") == "call.ended"]
     assert ended[0]["call"] == talking.channel_id and ended[0]["outcome"] == "completed"
     await second.stop()
@@ -143,7 +143,7 @@ async def test_a_restored_caller_is_aged_at_asterisks_ping_not_when_restored(sim
     first = Controller(setup, **kw)
     await first.start()
     waiting = sim.place_call("101")
-    await waiting.wait_for(lambda c: c.hearing_moh)
+    await waiting.wait_for(lambda c: c.hearing_moh, timeout=30)
     await first.stop()
     second = Controller(setup, **kw)
     for path in ("/channels", "/bridges", "/applications/acd"):
@@ -167,7 +167,7 @@ async def test_a_restored_waiting_caller_keeps_its_priority_and_call_info(sim):
     first = Controller(setup, **kw)
     await first.start()
     waiting = sim.place_call("104", headers={"X-Ticket": "T-42"})
-    await waiting.wait_for(lambda c: c.hearing_moh)
+    await waiting.wait_for(lambda c: c.hearing_moh, timeout=30)
     assert first.engine.calls[waiting.channel_id].info == {"X-Ticket": "T-42"}
     await first.stop()
     second = Controller(setup, **kw)
