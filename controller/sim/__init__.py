@@ -27,7 +27,8 @@ Main API (all delays and timeouts are clock seconds, i.e. scaled by ``Clock.spee
 
 ``SimAsterisk(*, clock=None, seed=0, user="asterisk", password="asterisk", asterisk_id=..., epoch=None,
 sip_host="127.0.0.1", dialplan=None, sound_durations=None, default_sound_duration=1.0,
-event_log_size=20_000, record_limit=None, stasis_entry_delay=0.0, event_delay=0.0)``
+event_log_size=20_000, record_limit=None, stasis_entry_delay=0.0, event_delay=0.0,
+duplicate_channel_events=False, add_waits_for_playback=False)``
     ``await start(host="127.0.0.1", port=0) -> str``, ``await stop()``, ``async with SimAsterisk(...)``,
     ``base_url``, ``ari_url``, ``ws_url(app="acd", subscribe_all=False)``;
     ``dialplan`` (``exten`` or ``"context,exten"`` -> DialplanEntry; tuples, ``"Stasis(acd,x)"`` and
@@ -39,6 +40,11 @@ event_log_size=20_000, record_limit=None, stasis_entry_delay=0.0, event_delay=0.
     ``Channel not in Stasis application`` (addChannel 422, as res/ari) and change nothing, DELETE
     works; ``event_delay`` (settable): clock seconds every event takes to reach the websockets (REST
     answers are not delayed: a dial's 204 can overtake the StasisStart);
+    ``add_waits_for_playback`` (settable; Asterisk's behaviour, off by default until the controller
+    stops its prompt before bridging): ``addChannel`` of a channel that is playing moves the other
+    channels at once and answers 204 only after that playback's PlaybackFinished;
+    ``duplicate_channel_events`` (settable; Asterisk's behaviour, off by default until the controller
+    copes): an app subscribed to a channel and to its endpoint gets the channel's events twice;
     ``faults`` (controller.sim.faults: ``add(method, path_regex, *, status=None, body=None, delay=0.0,
     times=1, apply=False) -> Fault``, ``remove``, ``clear``, ``active``), ``refuse_websockets(seconds=None,
     status=503) -> Fault``; ``rest_log`` (RestRecord: method, path, status, t, events_before);
@@ -46,9 +52,12 @@ event_log_size=20_000, record_limit=None, stasis_entry_delay=0.0, event_delay=0.
     context="from-agents", honor_auto_answer=False) -> Phone``; ``phones``;
     ``place_call(exten="101", caller_number="5551234", caller_name="Maria", *, headers=None,
     hangup_after=None, hangup_after_answer=None, talk_time=None, dtmf=(), endpoint="customer",
-    delay=0.0) -> Caller``;
+    delay=0.0, via_local=False) -> Caller`` (``via_local``: through ``Dial(Local/<exten>@from-customer)``,
+    the app sees only the Local ``;2`` channel); phones may be added, registered and unregistered
+    at any time;
     ``calls``; ``traffic(rate=..., seed=None, **kw) -> TrafficGenerator``;
-    ``await drop_connections(app=None)`` closes the app's websocket(s) server-side;
+    ``await drop_connections(app=None, *, refuse_for=None)`` closes the app's websocket(s) server-side
+    (and refuses new ones for ``refuse_for`` clock seconds);
     ``event_log`` (list of EventRecord: app, type, raw, data, delivered, t),
     ``events(app=None, types=None)``;
     ``await wait_for(pred, timeout=5)``,
@@ -67,14 +76,18 @@ takes one behaviour, a sequence (per call, last repeats) or ``callable(invite) -
 ``auto_answer_headers``, ``outcome`` (trying/ringing/answered/rejected/cancelled/ended), ``final_code``,
 ``cancel_reasons`` (e.g. ``SIP;cause=200;text="Call completed elsewhere"``), ``bye_reasons``, ``ended_by``,
 ``media`` (MediaSegment: peer, peer_channel, start, end), ``bridged_with``, ``talk_time``,
-``connected_updates``, ``dtmf_received``, ``playbacks``; actions ``answer()``, ``reject(code)``,
+``connected_updates`` / ``identities_shown`` / ``update_pais`` (the SIP UPDATEs received when bridged),
+``dtmf_received``, ``playbacks``; actions ``answer()``, ``reject(code)``,
 ``hangup()``, ``send_dtmf(digit)``; ``await wait_for(pred, timeout)``.
 
 ``Caller``: ``outcome`` (ringing/answered/abandoned/hung_up/disconnected/continued/refused/no_route),
 ``answered``, ``answered_at``, ``ringback`` / ``moh`` (Interval lists), ``hearing_moh``, ``media``,
-``bridged_with``, ``connected_line`` / ``connected_updates`` (what the phone was shown), ``sip_final``,
+``bridged_with``, ``connected_line`` / ``connected_updates`` / ``identities_shown`` / ``update_pais``
+(what the phone was shown after the call was set up: assert e.g. that no internal extension is in
+``identities_shown``), ``sip_final``,
 ``final_reasons``, ``bye_reasons``, ``hangup_cause``, ``continued_to`` (context, exten, priority),
-``fallback`` (where the dialplan continued after a refused Stasis), ``channel_id``; actions
+``fallback`` (where the dialplan continued after a refused Stasis), ``channel_id`` (the channel the
+app sees; ``sip_channel_id`` is the caller's own channel when it came through a Local pair); actions
 ``hangup()``, ``send_dtmf(digits)``; ``await wait_for(pred, timeout)``.
 
 ``TrafficGenerator(sim, *, rate, seed=0, extens="101", patience=exponential(60), talk_time=exponential(120),
@@ -92,8 +105,17 @@ Deviations from a real Asterisk kept on purpose (see also tests/sim/test_traces.
   (Asterisk races them).
 - The hidden MOH announcer is not listed in a holding bridge's ``channels`` (it consumes two
   uniqueids, as in Asterisk). ``native_rtp``/``simple_bridge``/``softmix`` follow the traced rule.
-- Not traced, inferred from Asterisk's source: an endpoint subscription also forwards that
-  endpoint's channel events (ChannelCreated...); originate rejected with 486 ends with ``Dial BUSY``
+- Subscriptions follow res/stasis/app.c: one forward per event source with a count (N subscribes
+  need N unsubscribes; ``GET /applications`` lists the source once); they outlive the websocket and
+  a reconnecting app of the same name finds them; an endpoint subscription also forwards that
+  endpoint's channels' events (ChannelCreated...), so with ``duplicate_channel_events`` an app
+  subscribed to both gets them twice (nothing de-duplicates in Asterisk).
+- Not traced, inferred from Asterisk's source: ``addChannel`` of a channel without Stasis control
+  -> 422 (res/ari/resource_bridges.c);
+  ``inhibitConnectedLineUpdates`` on either channel's join suppresses the exchange (traced: the
+  joint request and the second channel's own request); a Local chain hung up from outside gives its
+  ``;2`` ChannelHangupRequest cause 16 (traced for BYE, assumed for CANCEL); originate rejected with
+  486 ends with ``Dial BUSY``
   (603 -> ``NOANSWER`` is traced); ``continue`` on an ARI-created channel hangs it up after StasisEnd
   (ChannelDestroyed cause 0); a created channel DELETEd before its Stasis entry gives
   ChannelHangupRequest 32 soft, ChannelHangupRequest 16/603, ChannelDestroyed 16/603 (no Stasis events);

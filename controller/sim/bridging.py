@@ -82,7 +82,7 @@ class BridgeOps:
         for ch in chans:
             if ch.bridge is bridge or ch.hung:
                 continue
-            if ch.playbacks:
+            if ch.playbacks and self.add_waits_for_playback:
                 waiting.append(ch)
                 continue
             self._move_into(bridge, ch, inhibit_connected)

@@ -3,24 +3,22 @@
 Every sequence here reproduces a recorded Asterisk 22.10.1 trace (see
 /work/shared/ari-api-docs/traces). REST handlers and the simulated SIP user agents (phones,
 callers) both drive this object; it never awaits, so an operation and the events it causes are one
-atomic step, and all delays go through the shared Clock. Bridges live in bridging.py and playbacks
-in playback.py (mixins of Engine).
+atomic step, and all delays go through the shared Clock. Mixins of Engine, one job each:
+subscriptions.py, outbound.py (create/dial/originate), bridging.py, playback.py, dialplan.py
+(continue, Local channels), variables.py.
 """
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from controller.sim.bridging import BridgeOps
 from controller.sim.dialplan import DialplanOps
-from controller.sim.errors import AriError, allocation_failed
+from controller.sim.errors import AriError
 from controller.sim.model import (
     HANGUP_REASONS,
-    KNOWN_FORMATS,
-    SIP_TO_CAUSE,
     Bridge,
     Channel,
     Endpoint,
@@ -31,9 +29,11 @@ from controller.sim.model import (
     cause_to_sip,
     cause_txt,
     jstr,
-    parse_callerid,
 )
+from controller.sim.outbound import OutboundOps, auto_answer_headers
 from controller.sim.playback import PlaybackOps
+from controller.sim.subscriptions import SubscriptionOps
+from controller.sim.variables import VariableOps
 
 if TYPE_CHECKING:
     from asyncio import TimerHandle
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
     from controller.sim.dialplan import Dialplan
 
 
-_FUNC_RE = re.compile(r"^([A-Za-z_]+)\((.*)\)$")
-_PRESENTATION = ', "caller_presentation": 0, "caller_presentation_txt": "Presentation Allowed, Not Screened"'
 _DEFAULT_SOUNDS = {
     "hello-world": 1.4,
     "beep": 0.25,
@@ -55,23 +53,9 @@ _DEFAULT_SOUNDS = {
     "demo-congrats": 11.0,
     "queue-thankyou": 1.5,
 }
-_AUTO_ANSWER = ("answer-after", "auto answer", "auto-answer", "autoanswer", "intercom", "ring-answer")
 
 
-def auto_answer_headers(headers: dict[str, str]) -> list[str]:
-    """Headers of an INVITE that would make a phone answer by itself."""
-    found = []
-    for name, value in headers.items():
-        low = name.lower()
-        val = value.lower()
-        if low in ("answer-mode", "p-auto-answer", "intercom", "priv-answer-mode") or (
-            low in ("alert-info", "call-info") and any(key in val for key in _AUTO_ANSWER)
-        ):
-            found.append(f"{name}: {value}")
-    return found
-
-
-class Engine(BridgeOps, PlaybackOps, DialplanOps):
+class Engine(SubscriptionOps, OutboundOps, BridgeOps, PlaybackOps, DialplanOps, VariableOps):
     """Channels, bridges, endpoints and playbacks of one simulated Asterisk."""
 
     def __init__(
@@ -107,6 +91,12 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
         # clock seconds between a /channels/create 200 and the channel's Stasis entry (StasisStart);
         # until then channel operations get 409 "Channel not in Stasis application"
         self.stasis_entry_delay = 0.0
+        # deliver channel-topic events twice to an app subscribed to the channel and its endpoint,
+        # as Asterisk does (see _recips); off by default until the controller copes with it
+        self.duplicate_channel_events = False
+        # addChannel of a channel that is playing waits for the playback's end (Asterisk does);
+        # off by default until the controller stops its prompt before bridging
+        self.add_waits_for_playback = False
         self._changed = changed
 
     # ------------------------------------------------------------------------------------------
@@ -116,6 +106,10 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
         return self.clock.call_at(self.clock.now() + max(0.0, delay), cb, *args)
 
     def _recips(self, ch: Channel, bridge: Bridge | None = None) -> Iterable[App]:
+        """Apps that get an event of ``ch``. An app subscribed to both the channel and its endpoint
+        gets channel-topic events twice: res/stasis/app.c forwards the channel's topic to the app
+        and the endpoint's topic (which carries its channels' messages) too, with no de-duplication.
+        For bridge events (``bridge`` given) and subscribeAll apps there is one forward."""
         ep = ch.endpoint
         epsubs = ep.subs if ep is not None else ()
         techsubs = self.tech_subs.get(ch.tech) if self.tech_subs else None
@@ -123,13 +117,20 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
         if not epsubs and not allapps and not techsubs and (bridge is None or not bridge.subs):
             return ch.subs
         out = set(ch.subs)
-        out.update(epsubs)
         out.update(allapps)
         if techsubs:
             out.update(techsubs)
         if bridge is not None:
             out.update(bridge.subs)
-        return out
+            out.update(epsubs)
+            return out
+        twice = (
+            [app for app in epsubs if app not in allapps and app in ch.subs]
+            if self.duplicate_channel_events
+            else ()
+        )
+        out.update(epsubs)
+        return [*out, *twice] if twice else out
 
     def _emit(self, type_: str, recips: Iterable[App], mid: str, pre: str = "") -> None:
         body = f'{{{pre}"type": "{type_}", "timestamp": "{self.ts.fmt()}"{mid}{self._aid}'
@@ -181,106 +182,6 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
         recips = self._endpoint_recips(ep)
         if recips:
             self._emit(type_, recips, f', "endpoint": {ep.snap()}{extra}')
-
-    # ------------------------------------------------------------------------------------------
-    # subscriptions (refcounted like res_stasis: Stasis entry, create, explicit subscribe)
-    # ------------------------------------------------------------------------------------------
-    def sub_channel(self, app: App, ch: Channel) -> None:
-        ch.subs[app] = ch.subs.get(app, 0) + 1
-        app.channels[ch.id] = ch
-
-    def unsub_channel(self, app: App, ch: Channel) -> None:
-        n = ch.subs.get(app, 0)
-        if n <= 1:
-            ch.subs.pop(app, None)
-            app.channels.pop(ch.id, None)
-            self.apps.cleanup(app)
-        else:
-            ch.subs[app] = n - 1
-
-    def sub_bridge(self, app: App, bridge: Bridge) -> None:
-        bridge.subs[app] = bridge.subs.get(app, 0) + 1
-        app.bridges[bridge.id] = bridge
-
-    def unsub_bridge(self, app: App, bridge: Bridge) -> None:
-        n = bridge.subs.get(app, 0)
-        if n <= 1:
-            bridge.subs.pop(app, None)
-            app.bridges.pop(bridge.id, None)
-            self.apps.cleanup(app)
-        else:
-            bridge.subs[app] = n - 1
-
-    def subscribe(self, app: App, sources: list[str]) -> None:
-        """POST /applications/{app}/subscription: validate all sources, then subscribe."""
-        resolved = [self._event_source(s) for s in sources]
-        for kind, obj in resolved:
-            if kind == "channel":
-                self.sub_channel(app, obj)
-            elif kind == "bridge":
-                self.sub_bridge(app, obj)
-            elif kind == "endpoint":
-                obj.subs.add(app)
-                app.endpoints[obj.key] = obj
-            elif kind == "tech":
-                self.tech_subs.setdefault(obj, set()).add(app)
-                app.tech_endpoints.add(obj)
-            elif kind == "device" and obj not in app.device_names:
-                app.device_names.append(obj)
-
-    def unsubscribe(self, app: App, sources: list[str]) -> None:
-        resolved = [self._event_source(s) for s in sources]
-        for kind, obj in resolved:
-            subscribed = (
-                (kind == "channel" and app in obj.subs)
-                or (kind == "bridge" and app in obj.subs)
-                or (kind == "endpoint" and obj.key in app.endpoints)
-                or (kind == "tech" and obj in app.tech_endpoints)
-                or (kind == "device" and obj in app.device_names)
-            )
-            if not subscribed:
-                raise AriError(422, "Event source was not subscribed to")
-        for kind, obj in resolved:
-            if kind == "channel":
-                self.unsub_channel(app, obj)
-            elif kind == "bridge":
-                self.unsub_bridge(app, obj)
-            elif kind == "endpoint":
-                obj.subs.discard(app)
-                app.endpoints.pop(obj.key, None)
-            elif kind == "tech":
-                self.tech_subs.get(obj, set()).discard(app)
-                app.tech_endpoints.discard(obj)
-            elif kind == "device":
-                app.device_names.remove(obj)
-
-    def _event_source(self, source: str) -> tuple[str, Any]:
-        scheme, sep, rest = source.partition(":")
-        if not sep:
-            raise AriError(400, "Invalid event source URI scheme")
-        if scheme == "channel":
-            ch = self.channels.get(rest)
-            if ch is None:
-                raise AriError(422, "Event source does not exist")
-            return "channel", ch
-        if scheme == "bridge":
-            bridge = self.bridges.get(rest)
-            if bridge is None:
-                raise AriError(422, "Event source does not exist")
-            return "bridge", bridge
-        if scheme == "endpoint":
-            tech, slash, resource = rest.partition("/")
-            if not slash or not resource:
-                if any(ep.tech == tech for ep in self.endpoints.values()):
-                    return "tech", tech
-                raise AriError(422, "Event source does not exist")
-            ep = self.endpoints.get(f"{tech}/{resource}")
-            if ep is None:
-                raise AriError(422, "Event source does not exist")
-            return "endpoint", ep
-        if scheme == "deviceState":
-            return "device", rest
-        raise AriError(400, "Invalid event source URI scheme")
 
     # ------------------------------------------------------------------------------------------
     # endpoints
@@ -574,274 +475,6 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
         self.ev_chan("ChannelDtmfReceived", ch, f', "digit": {jstr(digit)}, "duration_ms": {duration_ms}')
 
     # ------------------------------------------------------------------------------------------
-    # outbound: /channels/create + dial, and originate
-    # ------------------------------------------------------------------------------------------
-    def _dial_target(self, endpoint: str) -> tuple[Endpoint, Any]:
-        tech, slash, resource = endpoint.partition("/")
-        if not slash or not tech or not resource:
-            raise AriError(400, "Invalid endpoint specified")
-        ep = self.endpoints.get(f"{tech}/{resource}")
-        if ep is None and tech.upper() == "PJSIP":
-            ep = self.endpoints.get(f"PJSIP/{resource}")
-        phone = ep.phone if ep is not None else None
-        if phone is None or not phone.registered:
-            raise allocation_failed()
-        return ep, phone
-
-    @staticmethod
-    def _check_formats(originator: str | None, formats: str | None) -> None:
-        if originator and formats:
-            raise AriError(400, "Originator and formats can't both be specified")
-        if formats:
-            for fmt in formats.split(","):
-                if fmt.strip() not in KNOWN_FORMATS:
-                    raise AriError(400, f"Provided format ({fmt.strip()}) was not found")
-
-    def create(
-        self,
-        *,
-        endpoint: str,
-        app: str,
-        app_args: str | None,
-        channel_id: str | None,
-        originator: str | None,
-        formats: str | None,
-        variables: list[tuple[str, str]],
-    ) -> str:
-        """POST /channels/create: a Down channel in Stasis, not dialed yet. Returns the 200 body."""
-        self._check_formats(originator, formats)
-        ep, phone = self._dial_target(endpoint)
-        if channel_id and channel_id in self.channels:
-            raise AriError(409, "Channel with given unique ID already exists")
-        ch = self._new_channel(ep, "created", "Down", self.ids.uuid(), phone.context, "s", 1, channel_id)
-        ch.caller = Party(phone.display_name, phone.number)
-        ch.dialstring = ep.resource
-        ch.party = None
-        self._announce_new(ch)
-        stasis_app = self.apps.get(app)
-        if stasis_app is not None:
-            self.sub_channel(stasis_app, ch)
-            orig = self.channels.get(originator) if originator else None
-            if orig is not None:
-                self.sub_channel(stasis_app, orig)
-        # CALLERID()/CONNECTEDLINE() variables: one event each, published with the Stasis entry
-        early: list[tuple[str, str]] = []
-        for name, value in variables:
-            caller, connected = ch.caller, ch.connected
-            self.set_var(ch, name, value, emit=False)
-            if ch.caller != caller:
-                early.append(("ChannelCallerId", f'{_PRESENTATION}, "channel": {ch.snap()}'))
-            elif ch.connected != connected:
-                early.append(("ChannelConnectedLine", f', "channel": {ch.snap()}'))
-        body = ch.snap()
-        # Asterisk runs Stasis() on the new channel in its own thread: StasisStart (and the events
-        # before it) come after the 200 here, and until then the channel has no Stasis control.
-        ch.stasis_pending = self.later(
-            self.stasis_entry_delay, self._created_enter_stasis, ch, app, app_args, early
-        )
-        return body
-
-    def _created_enter_stasis(
-        self, ch: Channel, app: str, app_args: str | None, early: list[tuple[str, str]]
-    ) -> None:
-        ch.stasis_pending = None
-        if ch.hung:
-            return
-        recips = self._recips(ch)
-        for type_, mid in early:
-            if recips:
-                self._emit(type_, recips, mid)
-        ch.app_name = "Stasis"
-        ch.app_data = app if not app_args else f"{app},{app_args}"
-        ch.touch()
-        self.ev_chan("ChannelDialplan", ch, self._dialplan_mid(ch))
-        self.setvar(ch, "STASISSTATUS", "")
-        stasis_app = self.apps.get(app)
-        if stasis_app is not None and stasis_app.active:
-            self._enter_stasis(ch, stasis_app, _split_args(app_args))
-        else:
-            self.setvar(ch, "STASISSTATUS", "FAILED")
-            self._hangup(ch, request=None, cause=0)
-
-    def dial(self, ch: Channel, caller_id: str | None, timeout: int) -> None:
-        """POST /channels/{id}/dial on a created channel: INVITE the phone."""
-        if ch.state != "Down" or ch.dialing:
-            raise AriError(409, "Channel is not in the 'Down' state")
-        if ch.kind != "created":
-            raise AriError(409, "Dialing a channel not created by ARI")
-        if caller_id:
-            caller = self.channels.get(caller_id)
-            if caller is not None:
-                self._set_connected(ch, Party(caller.caller.name, caller.caller.number))
-        ch.dialing = True
-        self._ev_dial(ch, "", ch.dialstring)
-        seconds = timeout if timeout > 0 else (None if timeout == -1 else 30)
-        if seconds is not None:
-            ch.dial_timer = self.later(seconds, self._dial_timeout, ch)
-        self._send_invite(ch)
-
-    def originate(
-        self,
-        *,
-        endpoint: str,
-        app: str | None,
-        app_args: str | None,
-        extension: str | None,
-        context: str | None,
-        priority: int | None,
-        label: str | None,
-        caller_id: str | None,
-        timeout: int,
-        channel_id: str | None,
-        originator: str | None,
-        formats: str | None,
-        variables: list[tuple[str, str]],
-    ) -> str:
-        """POST /channels: dial now, enter Stasis only on answer. Returns the 200 body."""
-        if not endpoint:
-            raise AriError(400, "Endpoint must be specified")
-        self._check_formats(originator, formats)
-        tech, slash, resource = endpoint.partition("/")
-        if not slash or not tech or not resource:
-            raise AriError(400, "Invalid endpoint specified")
-        if not app and not extension:
-            raise AriError(400, "Application or extension must be specified")
-        if originator and originator not in self.channels:
-            raise AriError(400, "Provided originator channel was not found")
-        ep, phone = self._dial_target(endpoint)
-        if channel_id and channel_id in self.channels:
-            raise AriError(409, "Channel with given unique ID already exists")
-        ch = self._new_channel(ep, "originated", "Down", self.ids.uuid(), phone.context, "s", 1, channel_id)
-        ch.caller = Party(phone.display_name, phone.number)
-        ch.app_name, ch.app_data = "AppDial2", "(Outgoing Line)"
-        ch.dialstring = ep.resource
-        self._announce_new(ch)
-        if caller_id:
-            cid = parse_callerid(caller_id)
-            ch.caller = Party(cid.name, cid.number)
-            ch.connected = Party(cid.name, cid.number)
-        for name, value in variables:
-            self.set_var(ch, name, value, emit=False)
-        ch.touch()
-        ch.originate = {
-            "app": app,
-            "args": _split_args(app_args),
-            "app_data": app if not app_args else f"{app},{app_args}",
-            "context": context or "default",
-            "extension": extension,
-            "priority": priority or 1,
-            "label": label,
-        }
-        stasis_app = self.apps.get(app) if app else None
-        if stasis_app is not None:
-            self.sub_channel(stasis_app, ch)
-        body = ch.snap()
-        ch.dialing = True
-        self._ev_dial(ch, "", ch.dialstring)
-        seconds = timeout if timeout > 0 else (None if timeout == -1 else 30)
-        if seconds is not None:
-            ch.dial_timer = self.later(seconds, self._dial_timeout, ch)
-        self._send_invite(ch)
-        return body
-
-    def _send_invite(self, ch: Channel) -> None:
-        phone = ch.endpoint.phone if ch.endpoint is not None else None
-        name, number = ch.connected.name, ch.connected.number
-        host = self.sip_host
-        pai = rpid = None
-        if number:
-            uri = f"sip:{number}@{host}"
-            shown = f'"{name}" <{uri}>' if name else f"<{uri}>"
-            pai = shown
-            rpid = f"{shown};party=calling;privacy=off;screen=no"
-        elif name:
-            uri = f"sip:asterisk@{host}"
-            shown = f'"{name}" <{uri}>'
-        else:
-            name, uri = "Anonymous", "sip:anonymous@anonymous.invalid"
-            shown = f'"{name}" <{uri}>'
-        invite = {
-            "from_name": name,
-            "from_number": uri[4:].split("@", 1)[0],
-            "from_header": shown,
-            "p_asserted_identity": pai,
-            "remote_party_id": rpid,
-            "headers": dict(ch.add_headers),
-        }
-        ch.party = phone.receive_invite(ch, invite)
-
-    def remote_ringing(self, ch: Channel) -> None:
-        """The phone sent 180 Ringing."""
-        if ch.hung or ch.state != "Down":
-            return
-        ch.state = "Ringing"
-        ch.touch()
-        self.ev_chan("ChannelStateChange", ch)
-        self._ev_dial(ch, "RINGING", ch.dialstring if ch.kind == "originated" else "")
-        self._changed()
-
-    def remote_answer(self, ch: Channel) -> None:
-        """The phone sent 200 OK: Up + Dial ANSWER; an originated channel now enters Stasis."""
-        if ch.hung or ch.state == "Up" or not ch.dialing:
-            return
-        self._cancel_dial_timer(ch)
-        ch.dialing = False
-        ch.state = "Up"
-        ch.answered_at = self.clock.now()
-        ch.ssrc = self.ids.ssrc()
-        ch.touch()
-        self.ev_chan("ChannelStateChange", ch)
-        self._ev_dial(ch, "ANSWER", ch.dialstring if ch.kind == "originated" else "")
-        if ch.kind == "originated" and ch.originate is not None:
-            orig = ch.originate
-            if orig["app"]:
-                stasis_app = self.apps.get(orig["app"])
-                ch.app_name, ch.app_data = "Stasis", orig["app_data"]
-                ch.touch()
-                self.setvar(ch, "STASISSTATUS", "")
-                if stasis_app is not None and stasis_app.active:
-                    self._enter_stasis(ch, stasis_app, orig["args"])
-                else:
-                    self.setvar(ch, "STASISSTATUS", "FAILED")
-                    if ch.party is not None:
-                        ch.party.remote_bye(["Q.850;cause=16"], 16)
-                    self._hangup(ch, request=None, cause=16)
-                    return
-            else:
-                ch.context, ch.exten, ch.priority = orig["context"], orig["extension"], orig["priority"]
-                ch.app_name = ch.app_data = ""
-                ch.touch()
-                self.dialplan_log.append((self.clock.now(), ch.id, ch.context, ch.exten, ch.priority))
-        if ch.bridge is not None:
-            self._retech(ch.bridge)
-            self._update_media(ch.bridge)
-        self._update_audio(ch)
-        self._changed()
-
-    def remote_reject(self, ch: Channel, code: int) -> None:
-        """The phone rejected the INVITE (603/486/480...)."""
-        if ch.hung:
-            return
-        cause = SIP_TO_CAUSE.get(code, 21)
-        if ch.kind == "originated" and ch.stasis_app is None:
-            status = "BUSY" if code in (486, 600) else "NOANSWER"
-            self._hangup(ch, request=(cause, code, False), cause=cause, tech_cause=code, dial_final=status)
-        else:
-            self._hangup(ch, request=(cause, code, False), cause=cause, tech_cause=code)
-
-    def _dial_timeout(self, ch: Channel) -> None:
-        """Asterisk gives up dialing: CANCEL (Q.850 19); ChannelDestroyed 19/480 like a 480 reject."""
-        ch.dial_timer = None
-        if ch.hung or not ch.dialing:
-            return
-        if ch.party is not None:
-            ch.party.cancelled(["Q.850;cause=19"])
-        if ch.kind == "originated" and ch.stasis_app is None:
-            self._hangup(ch, request=None, cause=19, tech_cause=480)
-        else:
-            self._hangup(ch, request=(32, None, True), cause=19, tech_cause=480)
-
-    # ------------------------------------------------------------------------------------------
     # channel operations (REST)
     # ------------------------------------------------------------------------------------------
     def get_channel(self, channel_id: str) -> Channel:
@@ -986,117 +619,5 @@ class Engine(BridgeOps, PlaybackOps, DialplanOps):
                 ch.party.cancelled(["Q.850;cause=16"])
         self._hangup(ch, request=None, cause=0)
 
-    # ------------------------------------------------------------------------------------------
-    # variables and functions
-    # ------------------------------------------------------------------------------------------
-    def get_var(self, ch: Channel, name: str) -> str:
-        m = _FUNC_RE.match(name)
-        if m is None:
-            if name in ch.vars:
-                return ch.vars[name]
-            builtin = {
-                "UNIQUEID": ch.id,
-                "CHANNEL": ch.name,
-                "EXTEN": ch.exten,
-                "CONTEXT": ch.context,
-                "PRIORITY": str(ch.priority),
-            }
-            if name in builtin:
-                return builtin[name]
-            raise AriError(404, "Provided variable was not found")
-        func, arg = m.group(1).upper(), m.group(2)
-        field = arg.strip().lower()
-        if func in ("CALLERID", "CONNECTEDLINE"):
-            party = ch.caller if func == "CALLERID" else ch.connected
-            if field == "name":
-                return party.name
-            if field in ("num", "number"):
-                return party.number
-            if field == "all":
-                return f'"{party.name}" <{party.number}>'
-        elif func == "PJSIP_HEADER":
-            action, _, header = arg.partition(",")
-            header = header.split(",", 1)[0].strip()
-            if action.strip() == "read" and header.lower() in ch.inbound_headers:
-                return ch.inbound_headers[header.lower()][1]
-        elif func == "CHANNEL":
-            values = {
-                "name": ch.name,
-                "uniqueid": ch.id,
-                "state": ch.state,
-                "language": ch.language,
-                "linkedid": ch.id,
-                "channeltype": ch.tech,
-                "accountcode": ch.accountcode,
-            }
-            if field in values:
-                return values[field]
-        raise AriError(500, "Unable to read provided function")
 
-    def set_var(self, ch: Channel, name: str, value: str, *, emit: bool = True) -> None:
-        """Set a variable or dialplan function the way the app sees it: CALLERID -> ChannelCallerId,
-        CONNECTEDLINE -> ChannelConnectedLine, PJSIP_HEADER(add,...) -> next INVITE, else ChannelVarset."""
-        m = _FUNC_RE.match(name)
-        if m is None:
-            if emit:
-                self.setvar(ch, name, value)
-            else:
-                ch.vars[name] = value
-            return
-        func, arg = m.group(1).upper(), m.group(2)
-        field = arg.strip().lower()
-        if func in ("CALLERID", "CONNECTEDLINE"):
-            old = ch.caller if func == "CALLERID" else ch.connected
-            new = Party(old.name, old.number)
-            if field == "name":
-                new.name = value
-            elif field in ("num", "number"):
-                new.number = value
-            elif field == "all":
-                new = parse_callerid(value)
-            else:
-                raise AriError(400, "Failed to execute function")
-            if func == "CALLERID":
-                if new != ch.caller:
-                    ch.caller = new
-                    ch.touch()
-                    if emit:
-                        self.ev_chan("ChannelCallerId", ch, _PRESENTATION)
-            elif emit:
-                self._set_connected(ch, new)
-            else:
-                ch.connected = new
-                ch.touch()
-        elif func == "PJSIP_HEADER":
-            action, _, header = arg.partition(",")
-            action, header = action.strip().lower(), header.strip()
-            if action in ("add", "update"):
-                ch.add_headers[header] = value
-            elif action == "remove":
-                if header == "*":
-                    ch.add_headers.clear()
-                else:
-                    ch.add_headers.pop(header, None)
-            else:
-                raise AriError(400, "Failed to execute function")
-        elif func == "CHANNEL" and field == "language":
-            ch.language = value
-            ch.touch()
-        elif func == "CHANNEL" and field == "accountcode":
-            ch.accountcode = value
-            ch.touch()
-        else:
-            ch.vars[name] = value
-
-    def _set_connected(self, ch: Channel, new: Party) -> None:
-        if new == ch.connected:
-            return
-        ch.connected = Party(new.name, new.number)
-        ch.touch()
-        self.ev_chan("ChannelConnectedLine", ch)
-
-
-def _split_args(app_args: str | None) -> list[str]:
-    if not app_args:
-        return []
-    return app_args.split(",")
+__all__ = ["Engine", "auto_answer_headers"]

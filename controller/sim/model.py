@@ -254,7 +254,7 @@ class Endpoint:
         self.key = f"{tech}/{resource}"
         self.state = state
         self.channel_ids: dict[str, None] = {}
-        self.subs: set[App] = set()
+        self.subs: dict[App, int] = {}  # app -> subscribe count (Asterisk's forwards->interested)
         self.phone: Any = None
         self.contact_uri = ""
         self._snap: str | None = None

@@ -52,6 +52,8 @@ class SimAsterisk:
         record_limit: int | None = None,
         stasis_entry_delay: float = 0.0,
         event_delay: float = 0.0,
+        duplicate_channel_events: bool = False,
+        add_waits_for_playback: bool = False,
     ) -> None:
         self.clock = clock or Clock()
         self.seed = seed
@@ -78,6 +80,8 @@ class SimAsterisk:
             changed=self._waiters.check,
         )
         self.engine.stasis_entry_delay = stasis_entry_delay
+        self.engine.duplicate_channel_events = duplicate_channel_events
+        self.engine.add_waits_for_playback = add_waits_for_playback
         self.apps.event_delay = event_delay
         self.apps.schedule = self.engine.later
         self.faults = Faults()
@@ -115,6 +119,29 @@ class SimAsterisk:
     def event_delay(self, value: float) -> None:
         self.apps.event_delay = value
 
+    @property
+    def duplicate_channel_events(self) -> bool:
+        """True: an app subscribed to a channel AND to its endpoint gets that channel's events twice,
+        as Asterisk 22 does (res/stasis/app.c: the channel's topic is forwarded to the app and to
+        the endpoint's topic, which is forwarded to the app too; nothing de-duplicates). Default
+        False until the controller copes; StasisStart/StasisEnd and bridge events come once."""
+        return self.engine.duplicate_channel_events
+
+    @duplicate_channel_events.setter
+    def duplicate_channel_events(self, value: bool) -> None:
+        self.engine.duplicate_channel_events = value
+
+    @property
+    def add_waits_for_playback(self) -> bool:
+        """True: ``addChannel`` of a channel that is playing moves the other channels at once and
+        answers only when that playback ends (then adds the channel), as Asterisk 22 does
+        (confirm_dtmf_during_prompt.json). Default False until the controller stops its prompt first."""
+        return self.engine.add_waits_for_playback
+
+    @add_waits_for_playback.setter
+    def add_waits_for_playback(self, value: bool) -> None:
+        self.engine.add_waits_for_playback = value
+
     def refuse_websockets(self, seconds: float | None = None, status: int = 503) -> Fault:
         """Answer new ``/ari/events`` upgrades with ``status`` (for ``seconds`` clock s, or until
         ``sim.faults.remove(fault)``); open sockets stay. See also ``drop_connections``."""
@@ -146,6 +173,8 @@ class SimAsterisk:
         for ch in list(self.engine.channels.values()):
             if ch.dial_timer is not None:
                 ch.dial_timer.cancel()
+            if ch.stasis_pending is not None:
+                ch.stasis_pending.cancel()
         for pb in self.engine.playbacks.values():
             if pb.timer is not None:
                 pb.timer.cancel()
@@ -249,8 +278,11 @@ class SimAsterisk:
         """A Poisson traffic generator bound to this sim (not started). See TrafficGenerator."""
         return TrafficGenerator(self, rate=rate, seed=self.seed if seed is None else seed, **kwargs)
 
-    async def drop_connections(self, app: str | None = None) -> None:
-        """Close the events websocket(s) server-side (all, or those serving ``app``)."""
+    async def drop_connections(self, app: str | None = None, *, refuse_for: float | None = None) -> None:
+        """Close the events websocket(s) server-side (all, or those serving ``app``); with
+        ``refuse_for`` new websocket connections are refused (503) for that many clock seconds."""
+        if refuse_for is not None:
+            self.refuse_websockets(refuse_for)
         conns = [c for c in list(self.http.connections) if app is None or app in c.apps]
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
         for conn in conns:

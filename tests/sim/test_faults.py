@@ -101,3 +101,16 @@ async def test_drop_connections_closes_the_socket(sim: SimAsterisk, ari: Ari) ->
     assert ari.ws is not None
     await ari.ws.receive()
     assert ari.ws.closed
+
+
+async def test_drop_connections_and_refuse_for_a_while(sim: SimAsterisk, http: aiohttp.ClientSession) -> None:
+    ari = await Ari(sim, http).connect()
+    await sim.drop_connections("acd", refuse_for=2.0)
+    assert not sim.app_active("acd")
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await http.ws_connect(sim.ws_url("acd"))
+    await sim.wait_for(lambda: sim.faults.active == [], timeout=5)
+    again = await Ari(sim, http).connect()
+    assert sim.app_active("acd")
+    await again.close()
+    await ari.close()

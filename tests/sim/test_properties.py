@@ -45,17 +45,30 @@ async def test_every_offer_ends_cleanly(plan: list[tuple[Any, str, float]], seed
                 agents.append(agent)
                 await sim.clock.sleep(delay)
                 if action == "hangup_agent" and agent in sim.channels:
-                    await ari.call("DELETE", f"/channels/{agent}", reason="answered_elsewhere")
+                    status, _ = await ari.call("DELETE", f"/channels/{agent}", reason="answered_elsewhere")
+                    # 404 only when the phone ended the offer while the request was on its way
+                    assert status == 204 or (status == 404 and agent not in sim.channels), status
                 elif action == "bridge" and agent in sim.channels and sim.channels[agent].state == "Up":
                     bridge = await ari.ok("POST", "/bridges", type="mixing")
-                    await ari.call(
+                    status, body = await ari.call(
                         "POST", f"/bridges/{bridge['id']}/addChannel", channel=f"{customer},{agent}"
                     )
+                    if status == 204:
+                        for cid in (customer, agent):
+                            entered = await ari.event(
+                                "ChannelEnteredBridge", lambda e, c=cid: e["channel"]["id"] == c
+                            )
+                            assert entered["bridge"]["id"] == bridge["id"]
+                    else:  # the agent hung up (Answer(hangup_after)) while the request was on its way
+                        assert (status, body) == (400, {"message": "Channel not found"}), (status, body)
+                        assert agent not in sim.channels
                 elif action == "hangup_customer":
                     caller.hangup()
-                await ari.call("DELETE", f"/channels/{customer}")
+                status, _ = await ari.call("DELETE", f"/channels/{customer}")
+                assert status == (404 if action == "hangup_customer" else 204), (action, status)
                 if agent in sim.channels:
-                    await ari.call("DELETE", f"/channels/{agent}")
+                    status, _ = await ari.call("DELETE", f"/channels/{agent}")
+                    assert status == 204 or (status == 404 and agent not in sim.channels), status
             for agent in agents:
                 await ari.event("ChannelDestroyed", lambda e, a=agent: e["channel"]["id"] == a, timeout=10)
             for agent in agents:

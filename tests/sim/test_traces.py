@@ -145,7 +145,9 @@ async def replay(make_sim: Callable[..., Any], http: aiohttp.ClientSession, name
     scenario = SCENARIOS[name]
     # Speed 12: a request that the trace issued 1.5 s (clock) before a phone's timed action keeps a
     # 125 ms wall-clock margin, plenty on a loaded CI machine; all 20 traces still replay in ~8 s.
-    kwargs: dict[str, Any] = {"clock": Clock(REPLAY_SPEED), **scenario.sim}
+    # the sim's strictest settings: what Asterisk does even where the controller does not cope yet
+    strict = {"add_waits_for_playback": True, "duplicate_channel_events": True}
+    kwargs: dict[str, Any] = {"clock": Clock(REPLAY_SPEED), **strict, **scenario.sim}
     if scenario.dialplan is not None:
         kwargs["dialplan"] = scenario.dialplan
     sim: SimAsterisk = await make_sim(**kwargs)
