@@ -86,7 +86,8 @@ async def world_factory() -> AsyncIterator[Callable[..., object]]:
         prepare: Callable[[SimAsterisk, Controller], object] | None = None,
     ):
         clock = Clock(speed=SPEED)
-        sim = SimAsterisk(clock=clock, seed=seed, user="acd", password="secret", **(sim_kw or {}))
+        strict = {"duplicate_channel_events": True, "add_waits_for_playback": True}  # as Asterisk does
+        sim = SimAsterisk(clock=clock, seed=seed, user="acd", password="secret", **(strict | (sim_kw or {})))
         await sim.start("127.0.0.1", 0)
         for name, behaviour in phones.items():
             sim.add_phone(name, behaviour, registered=name not in offline)

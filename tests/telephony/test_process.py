@@ -18,7 +18,14 @@ from tests.telephony.conftest import make_setup
 
 @pytest.fixture
 async def sim():
-    s = SimAsterisk(clock=Clock(speed=20), seed=1, user="acd", password="secret")
+    s = SimAsterisk(
+        clock=Clock(speed=20),
+        seed=1,
+        user="acd",
+        password="secret",
+        duplicate_channel_events=True,
+        add_waits_for_playback=True,
+    )
     await s.start("127.0.0.1", 0)
     yield s
     await s.stop()
