@@ -293,3 +293,22 @@ async def test_no_offer_is_made_while_the_websocket_is_down(world_factory):
     await w.until(lambda: shell.stats["ring_held_offline"] >= 1 or shell._held_timers, timeout=20)
     assert len(w.sim.phones["agent1"].invites) == 1
     await second.wait_for(lambda c: "agent1" in c.ever_bridged_with, timeout=30)
+
+
+def test_the_queue_file_sets_what_the_customer_sees(tmp_path):
+    from controller.config import ConfigError, load_setup
+
+    path = tmp_path / "acd.toml"
+    agent = '[agents.alice]\nendpoint = "PJSIP/agent1"\nqueues = ["support"]\n'
+    path.write_text(
+        f'[queues.support]\ncustomer_sees_name = "ACME Support"\ncustomer_sees_number = "+15550100"\n{agent}'
+    )
+    q = load_setup(path).queues["support"]
+    assert (q.customer_sees_name, q.customer_sees_number) == ("ACME Support", "+15550100")
+    path.write_text(f'[queues.support]\ncustomer_sees_number = "agent1"\n{agent}')
+    try:
+        load_setup(path)
+    except ConfigError as exc:
+        assert "customer_sees_number" in str(exc)
+    else:
+        raise AssertionError("a number with letters is refused")
