@@ -21,7 +21,8 @@ Definitions.
 - Reactions (a), (b), (c) are the controller's own figures (the intervals of
   ``controller.shell.reactions``): (a) from handling StasisStart to just before
   ``POST /channels/{id}/dial`` (this includes the ``POST /channels/create`` round trip and the wait
-  for that channel's StasisStart event that precede the dial: Asterisk refuses an earlier dial); (b) from handling the agent's ``ChannelStateChange(Up)`` to the first bridge request;
+  for that channel's StasisStart event that precede the dial: Asterisk refuses an earlier dial);
+  (b) from handling the agent's ``ChannelStateChange(Up)`` to the first bridge request;
   (c) from handling the declined leg's ``ChannelDestroyed`` (603) to the next agent's dial. They
   start when the event is *handled*, so time an event waits in the websocket buffer is not in them.
   The shell's (a)/(c) marks also cover calls that found no free agent: their "reaction" is then
