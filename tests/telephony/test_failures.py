@@ -256,3 +256,48 @@ async def test_restart_finds_the_caller_in_its_holding_bridge_and_does_not_park_
         and second.shell.calls[caller.channel_id].holding_bridge == f"{caller.channel_id}-hold"
     )
     await second.stop()
+
+
+async def test_a_caller_leaving_while_the_leg_waits_for_stasis_leaves_no_channel(world_factory):
+    w = await world_factory(
+        make_setup({"alice": "agent1"}), {"agent1": Answer(after=0.5)}, sim_kw={"stasis_entry_delay": 3.0}
+    )
+    caller = w.call(hangup_after=1.0)
+    await caller.wait_for(lambda c: c.ended_at is not None, timeout=30)
+    await w.until(lambda: not w.controller.shell.legs and not w.engine.calls)
+    await w.until_async(lambda chans: not chans)
+    assert not w.sim.phones["agent1"].invites, "never dialled"
+
+
+async def test_reconciliation_ends_a_call_whose_stasis_end_was_lost(world_factory):
+    w = await world_factory(make_setup({"alice": "agent1"}), {})
+    shell = w.controller.shell
+    handle = shell.on_event
+
+    async def lose_stasis_end(event):
+        if event.type != "StasisEnd":
+            await handle(event)
+
+    w.controller.stream._handler = lose_stasis_end
+    caller = w.call()
+    await w.until(lambda: caller.channel_id in w.engine.calls)
+    caller.hangup()
+    await w.until_async(lambda chans: not chans)
+    await shell.reconcile()  # first sight: a suspicion only (its event may be on its way)
+    assert caller.channel_id in w.engine.calls
+    await shell.reconcile()  # confirmed
+    assert caller.channel_id not in w.engine.calls and shell.repairs["caller_gone"] == 1
+    ended = [r.data for r in w.records if r.kind == "call.ended"]
+    assert ended[0]["outcome"] == "abandoned"
+
+
+async def test_reconciliation_destroys_a_bridge_left_behind(world_factory):
+    w = await world_factory(make_setup({"alice": "agent1"}), {})
+    client = w.controller.client
+    await client.create_bridge("holding", bridge_id="1234.5-hold", name="acd hold 1234.5")
+    shell = w.controller.shell
+    await shell.reconcile()
+    await shell.reconcile()
+    await shell.lanes.drain()
+    assert "1234.5-hold" not in {b.id for b in await client.list_bridges()}
+    assert shell.repairs["bridge_leaked"] == 1
