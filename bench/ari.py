@@ -20,8 +20,9 @@ Definitions.
   whole life of a call. Setups/s = calls connected per second within the measurement window.
 - Reactions (a), (b), (c) are the controller's own figures (the intervals of
   ``controller.shell.reactions``): (a) from handling StasisStart to just before
-  ``POST /channels/{id}/dial`` (this includes the ``POST /channels/create`` round trip that precedes
-  the dial); (b) from handling the agent's ``ChannelStateChange(Up)`` to the first bridge request;
+  ``POST /channels/{id}/dial`` (this includes the ``POST /channels/create`` round trip and the wait
+  for that channel's StasisStart event that precede the dial: Asterisk refuses an earlier dial);
+  (b) from handling the agent's ``ChannelStateChange(Up)`` to the first bridge request;
   (c) from handling the declined leg's ``ChannelDestroyed`` (603) to the next agent's dial. They
   start when the event is *handled*, so time an event waits in the websocket buffer is not in them.
   The shell's (a)/(c) marks also cover calls that found no free agent: their "reaction" is then
@@ -869,7 +870,7 @@ class CtlSide:
 def _chunk_subscriptions(client: Any, per_request: int = SUBSCRIBE_CHUNK) -> None:
     """Work around the controller subscribing every agent endpoint in ONE request.
 
-    ``Telephony._watch_endpoints`` sends ``POST /applications/acd/subscription?eventSource=`` with all
+    ``Telephony.watch_endpoints`` once sent ``POST /applications/acd/subscription?eventSource=`` with all
     endpoints comma-separated: with 500 agents that request line is ~16 KB, over aiohttp's 8,190-byte
     limit in the sim (and Asterisk's own 4 KB request-line buffer), so the request gets 400 and the
     controller drops the socket and retries forever: it never starts. Until the controller chunks

@@ -51,6 +51,7 @@ class Controller:
             self.client,
             self.shell.on_event,
             on_connect=self.shell.on_connect,
+            on_disconnect=self.shell.on_disconnect,
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
             types=HANDLED_EVENTS,

@@ -482,6 +482,8 @@ class QueueModel(_Strict):
     retry: float = Field(5.0, ge=0, allow_inf_nan=False)
     confirm_timeout: float = Field(10.0, gt=0, allow_inf_nan=False)
     connect_timeout: float = Field(10.0, gt=0, allow_inf_nan=False)
+    customer_sees_name: str = Field("", max_length=80)
+    customer_sees_number: str = Field("", max_length=40, pattern=r"^[0-9+*#]*$")
 
     @field_validator("overflow", mode="plain")
     @classmethod
@@ -576,6 +578,10 @@ _EXPECT: dict[str, dict[str, str]] = {
         "retry": _SEC_GE0,
         "confirm_timeout": "a number of seconds > 0",
         "connect_timeout": "a number of seconds > 0",
+        "customer_sees_name": "a name of at most 80 characters shown to the caller once connected,"
+        ' e.g. "ACME Support" ("" = show nothing)',
+        "customer_sees_number": "a number of at most 40 digits (and + * #) shown to the caller once connected"
+        ' ("" = show nothing)',
     },
     "agent": {
         "name": 'a non-empty string such as "Alice"',

@@ -99,10 +99,8 @@ class Reloader:
         c = self.controller
         if not c.stream.connected:
             return
-        shell = c.shell
-        watch = getattr(shell, "watch_endpoints", None) or shell._watch_endpoints
         try:
-            await watch()
+            await c.shell.watch_endpoints()
         except Exception as exc:  # ARI trouble: the next (re)connect watches them all again
             self.stats["watch_failed"] += 1
             log.warning(

@@ -84,6 +84,9 @@ class QueueConfig:
     confirm_timeout: float = 10.0  # seconds the agent has to press 1/2 in confirm mode
     connect_timeout: float = 10.0  # desktop mode: seconds for the auto-answered phone to pick up
     dial_backstop: float = 5.0  # Asterisk's dial timeout = ring_timeout + this (engine's timer wins)
+    # What the customer's phone shows once bridged; "" = nothing (never the agent's identity).
+    customer_sees_name: str = ""
+    customer_sees_number: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,6 +119,42 @@ class Metrics(Collector):
         ):
             dropped.add_metric([reason], stream.stats[key])
         yield dropped
+        shell = self.controller.shell
+        yield _counter(
+            "acd_reconcile_runs",
+            "Reconciliation passes with Asterisk (resyncs included)",
+            shell.reconcile_runs,
+        )
+        repairs = CounterMetricFamily(
+            "acd_reconcile_repairs",
+            "Drift between the engine and Asterisk repaired, by kind",
+            labels=["kind"],
+        )
+        for kind, n in sorted(shell.repairs.items()):
+            repairs.add_metric([kind], n)
+        yield repairs
+        failures = CounterMetricFamily(
+            "acd_ari_action_failures",
+            "ARI requests of a call that failed and were handled, by kind",
+            labels=["kind"],
+        )
+        for kind in (
+            "create_failed",
+            "dial_failed",
+            "stasis_wait_failed",
+            "hangup_failed",
+            "park_failed",
+            "prompt_failed",
+            "connect_failed",
+            "continue_failed",
+        ):
+            failures.add_metric([kind], shell.stats[kind])
+        yield failures
+        yield _counter(
+            "acd_ari_duplicate_events",
+            "ARI events delivered twice and dropped",
+            shell.stats["duplicate_event"],
+        )
         ignored = CounterMetricFamily(
             "acd_engine_ignored_events",
             "Events the engine ignored (stale, duplicate, unknown)",

@@ -384,6 +384,11 @@ class AriClient:
         params = {"media": _csv(media, "media"), "playbackId": playback_id, "lang": lang}
         return self._parse(Playback, await self._request("POST", path, params=params), "POST", path)
 
+    async def stop_playback(self, playback_id: str) -> None:
+        """DELETE /playbacks/{id}: stop it at once (404 once it finished). Bridge a channel only after
+        its playback stopped: addChannel of a playing channel waits until the playback ends."""
+        await self._request("DELETE", f"/playbacks/{quote(playback_id, safe='')}")
+
     async def hangup(self, channel_id: str, reason: str = "normal") -> bool:
         """Hang up; False if the channel was already gone (a normal race, not an error)."""
         try:

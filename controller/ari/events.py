@@ -63,12 +63,14 @@ class EventStream:
         heartbeat: float | None = 30.0,
         stable_after: float = 10.0,
         types: Collection[str] | None = None,
+        on_disconnect: Callable[[], None] | None = None,
     ) -> None:
         if backoff_initial <= 0 or backoff_max < backoff_initial:
             raise ValueError("need 0 < backoff_initial <= backoff_max")
         self._client = client
         self._handler = handler
         self._on_connect = on_connect
+        self._on_disconnect = on_disconnect  # told at once when a socket ends: events are lost from now on
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._rng = rng or random.Random()
@@ -165,6 +167,8 @@ class EventStream:
         finally:
             self.connected = False
             self._ws = None
+            if self._on_disconnect is not None:
+                self._on_disconnect()
             if not ws.closed:
                 await ws.close()
         if not self._stopping:

@@ -37,7 +37,20 @@ class World:
         kw.setdefault("caller_name", "Maria")
         return self.sim.place_call("101", **kw)
 
-    async def until(self, pred: Callable[[], object], timeout: float = 10.0) -> None:
+    async def channels(self) -> list:
+        """What Asterisk has now (GET /channels), as the controller's client sees it."""
+        return await self.controller.client.list_channels()
+
+    async def until_async(self, pred: Callable[[list], object], timeout: float = 30.0) -> None:
+        """Poll GET /channels until ``pred(channels)`` is true."""
+        clock = self.controller.clock
+        deadline = clock.now() + timeout
+        while not pred(await self.channels()):
+            if clock.now() > deadline:
+                raise TimeoutError(f"timed out after {timeout} clock s")
+            await asyncio.sleep(0.01)
+
+    async def until(self, pred: Callable[[], object], timeout: float = 30.0) -> None:
         """Poll until ``pred()`` is true (controller state changes wake no sim waiter)."""
         clock = self.controller.clock
         deadline = clock.now() + timeout
@@ -64,10 +77,17 @@ async def world_factory() -> AsyncIterator[Callable[..., object]]:
     worlds: list[World] = []
 
     async def make(
-        setup: AcdSetup, phones: dict[str, object], *, offline: tuple[str, ...] = (), seed: int = 1
+        setup: AcdSetup,
+        phones: dict[str, object],
+        *,
+        offline: tuple[str, ...] = (),
+        seed: int = 1,
+        sim_kw: dict | None = None,
+        prepare: Callable[[SimAsterisk, Controller], object] | None = None,
     ):
         clock = Clock(speed=SPEED)
-        sim = SimAsterisk(clock=clock, seed=seed, user="acd", password="secret")
+        strict = {"duplicate_channel_events": True, "add_waits_for_playback": True}  # as Asterisk does
+        sim = SimAsterisk(clock=clock, seed=seed, user="acd", password="secret", **(strict | (sim_kw or {})))
         await sim.start("127.0.0.1", 0)
         for name, behaviour in phones.items():
             sim.add_phone(name, behaviour, registered=name not in offline)
@@ -82,6 +102,8 @@ async def world_factory() -> AsyncIterator[Callable[..., object]]:
             backoff_max=0.2,
         )
         world = World(sim, controller)
+        if prepare is not None:
+            prepare(sim, controller)  # faults, shell settings: before the first request
         await controller.start()
         worlds.append(world)
         return world

@@ -27,7 +27,7 @@ def outcomes(w, call) -> list[tuple[str, str]]:
 async def test_accept_on_first_offer(world_factory):
     w = await world_factory(make_setup(TWO), {"agent1": Answer(after=1), "agent2": Answer()})
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with is not None)
+    await caller.wait_for(lambda c: c.bridged_with is not None, timeout=30)
     assert caller.bridged_with == "agent1"
     invite = w.sim.phones["agent1"].last_invite
     name, number = invite.display
@@ -42,7 +42,7 @@ async def test_accept_on_first_offer(world_factory):
 async def test_reject_moves_to_next_agent_at_once(world_factory):
     w = await world_factory(make_setup(TWO), {"agent1": Decline(after=1), "agent2": Answer(after=1)})
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with is not None)
+    await caller.wait_for(lambda c: c.bridged_with is not None, timeout=30)
     assert caller.bridged_with == "agent2"
     first, second = w.sim.phones["agent1"].last_invite, w.sim.phones["agent2"].last_invite
     assert first.final_code == 603
@@ -56,7 +56,7 @@ async def test_busy_moves_to_next_and_applies_busy_delay(world_factory):
         make_setup(TWO, busy_delay=10), {"agent1": Busy(after=0.5), "agent2": Answer(after=1)}
     )
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent2")
+    await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
     assert outcomes(w, caller)[0] == ("alice", "busy")
     alice = w.engine.agents["alice"]
     assert alice.delayed and alice.status == "delayed"
@@ -81,7 +81,7 @@ async def test_offline_agent_is_never_rung(world_factory):
     )
     await w.until(lambda: not w.engine.agents["alice"].reachable)
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent2")
+    await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
     assert not w.sim.phones["agent1"].invites
 
 
@@ -93,7 +93,7 @@ async def test_agent_going_offline_is_skipped_and_back_online_rung_again(world_f
     await asyncio.sleep(0.1)
     assert not w.sim.phones["agent1"].invites
     w.sim.phones["agent1"].register()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
 
 
 async def test_allocation_failure_is_unreachable_and_next_agent_rung(world_factory):
@@ -105,7 +105,7 @@ async def test_allocation_failure_is_unreachable_and_next_agent_rung(world_facto
     w.sim.phones["agent1"].unregister()
     w.controller.shell.feed = _drop_endpoint_events(w.controller.shell.feed)
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent2")
+    await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
     assert outcomes(w, caller)[0] == ("alice", "unreachable")
 
 
@@ -122,7 +122,7 @@ def _drop_endpoint_events(feed):
 async def test_dnd_480_is_unavailable_and_next_agent(world_factory):
     w = await world_factory(make_setup(TWO), {"agent1": DND(after=0.3), "agent2": Answer(after=1)})
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent2")
+    await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
     offer = next(r.data for r in w.records if r.kind == "offer.ended" and r.data["agent"] == "alice")
     assert (offer["outcome"], offer["detail"], offer["cause"], offer["tech_cause"]) == (
         "unreachable",
@@ -137,9 +137,9 @@ async def test_caller_hangs_up_while_agent_rings(world_factory):
         make_setup(TWO, reject_delay=30, no_answer_delay=30), {"agent1": NoAnswer(), "agent2": Answer()}
     )
     caller = w.call(hangup_after=2)
-    await caller.wait_for(lambda c: c.outcome == "hung_up")  # answered by the park, then BYE
+    await caller.wait_for(lambda c: c.outcome == "hung_up", timeout=30)  # answered by the park, then BYE
     invite = w.sim.phones["agent1"].last_invite
-    await invite.wait_for(lambda i: i.outcome == "cancelled")
+    await invite.wait_for(lambda i: i.outcome == "cancelled", timeout=30)
     await w.until(lambda: w.engine.agents["alice"].eligible)
     assert w.engine.agents["alice"].misses == 0 and not w.engine.agents["alice"].delayed, "no penalty"
     assert outcomes(w, caller) == [("alice", "canceled")]
@@ -150,9 +150,9 @@ async def test_caller_hangs_up_while_agent_rings(world_factory):
 async def test_caller_hangs_up_while_connected_agent_leg_hung_up(world_factory):
     w = await world_factory(make_setup(TWO, wrapup=3), {"agent1": Answer(after=0.5), "agent2": Answer()})
     caller = w.call(hangup_after_answer=2)
-    await caller.wait_for(lambda c: c.outcome == "hung_up")
+    await caller.wait_for(lambda c: c.outcome == "hung_up", timeout=30)
     invite = w.sim.phones["agent1"].last_invite
-    await invite.wait_for(lambda i: i.outcome == "ended")
+    await invite.wait_for(lambda i: i.outcome == "ended", timeout=30)
     assert invite.ended_by == "asterisk"
     ended = [r.data for r in w.records if r.kind == "call.ended"][0]
     assert ended["outcome"] == "completed" and ended["hung_up_by"] == "caller"
@@ -164,7 +164,7 @@ async def test_agent_hangs_up_connected_call_caller_hung_up(world_factory):
         make_setup(TWO), {"agent1": Answer(after=0.5, hangup_after=2), "agent2": Answer()}
     )
     caller = w.call()
-    await caller.wait_for(lambda c: c.outcome in ("disconnected", "hung_up"))
+    await caller.wait_for(lambda c: c.outcome in ("disconnected", "hung_up"), timeout=30)
     ended = [r.data for r in w.records if r.kind == "call.ended"][0]
     assert ended["hung_up_by"] == "agent"
     await w.until(lambda: not w.sim.bridges)
@@ -175,7 +175,7 @@ async def test_wrapup_is_honoured(world_factory):
         make_setup({"alice": "agent1"}, wrapup=5), {"agent1": Answer(after=0.2, hangup_after=1)}
     )
     c1 = w.call()
-    await c1.wait_for(lambda c: c.outcome in ("disconnected", "hung_up"))
+    await c1.wait_for(lambda c: c.outcome in ("disconnected", "hung_up"), timeout=30)
     ended_at = w.controller.clock.now()
     c2 = w.call()
     await c2.wait_for(lambda c: c.bridged_with == "agent1", timeout=20)
@@ -200,7 +200,7 @@ async def test_confirm_mode_accept_with_1(world_factory):
     setup = make_setup(TWO, acceptance=Acceptance.CONFIRM)
     w = await world_factory(setup, {"agent1": Answer(after=0.5, dtmf=((1.5, "1"),)), "agent2": Answer()})
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     invite = w.sim.phones["agent1"].last_invite
     assert invite.playbacks, "the agent heard the call's details before accepting"
     assert caller.media[0].start >= invite.answered_at + 1.4, "the customer is connected only after the 1"
@@ -213,7 +213,7 @@ async def test_confirm_mode_reject_with_2(world_factory):
         {"agent1": Answer(after=0.5, dtmf=((1.0, "2"),)), "agent2": Answer(after=0.5, dtmf=((1.0, "1"),))},
     )
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent2")
+    await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
     assert outcomes(w, caller)[0] == ("alice", "rejected")
 
 
@@ -232,9 +232,9 @@ async def test_caller_hangs_up_during_confirm(world_factory):
     setup = make_setup(TWO, acceptance=Acceptance.CONFIRM)
     w = await world_factory(setup, {"agent1": Answer(after=0.5, dtmf=((3.0, "1"),)), "agent2": Answer()})
     caller = w.call(hangup_after=2)
-    await caller.wait_for(lambda c: c.outcome == "hung_up")  # answered by the park, then BYE
+    await caller.wait_for(lambda c: c.outcome == "hung_up", timeout=30)  # answered by the park, then BYE
     invite = w.sim.phones["agent1"].last_invite
-    await invite.wait_for(lambda i: i.outcome == "ended")
+    await invite.wait_for(lambda i: i.outcome == "ended", timeout=30)
     await asyncio.sleep(0.3)
     assert caller.bridged_with is None
     assert outcomes(w, caller) == [("alice", "canceled")]
@@ -261,7 +261,7 @@ async def test_answer_racing_the_ring_timer_is_never_connected(world_factory):
     await caller.wait_for(lambda c: c.bridged_with is not None, timeout=20)
     assert caller.bridged_with == "agent2"
     late = phone.invites[0]
-    await late.wait_for(lambda i: i.outcome == "ended")
+    await late.wait_for(lambda i: i.outcome == "ended", timeout=30)
     assert not late.media, "the late answer never reached the customer"
     assert w.engine.stats["late_answer"] == 1
 
@@ -271,7 +271,7 @@ async def test_two_calls_racing_for_one_agent(world_factory):
         make_setup({"alice": "agent1"}, wrapup=0), {"agent1": Answer(after=0.5, hangup_after=2)}
     )
     c1, c2 = w.call(caller_number="5550001"), w.call(caller_number="5550002")
-    await c1.wait_for(lambda c: c.bridged_with == "agent1")
+    await c1.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     assert len(w.sim.phones["agent1"].active_calls) == 1
     await c2.wait_for(lambda c: c.bridged_with == "agent1", timeout=20)
     invites = w.sim.phones["agent1"].invites
@@ -285,10 +285,10 @@ async def test_ring_all_first_answer_wins(world_factory):
         setup, {"agent1": Answer(after=2), "agent2": Answer(after=1), "agent3": NoAnswer()}
     )
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent2")
+    await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
     for name in ("agent1", "agent3"):
         invite = w.sim.phones[name].last_invite
-        await invite.wait_for(lambda i: i.outcome in ("cancelled", "ended"))
+        await invite.wait_for(lambda i: i.outcome in ("cancelled", "ended"), timeout=30)
         assert invite.outcome == "cancelled", f"{name}: {invite.outcome}"
         assert any("Call completed elsewhere" in r for r in invite.cancel_reasons)
 
@@ -301,7 +301,7 @@ async def test_max_wait_overflow_continues_in_dialplan(world_factory):
     caller = w.call()
     await caller.wait_for(lambda c: c.outcome == "continued", timeout=20)
     assert caller.continued_to == ("acd-overflow", "s", 1)
-    await w.sim.phones["agent1"].last_invite.wait_for(lambda i: i.outcome == "cancelled")
+    await w.sim.phones["agent1"].last_invite.wait_for(lambda i: i.outcome == "cancelled", timeout=30)
     await w.until(lambda: not w.sim.bridges)
 
 
@@ -309,14 +309,14 @@ async def test_unknown_queue_continues_to_dialplan_fallback(world_factory):
     w = await world_factory(make_setup({"alice": "agent1"}), {"agent1": Answer()})
     w.sim.dialplan["102"] = ("acd", ["nosuch"])
     caller = w.sim.place_call("102", caller_number="5551234", caller_name="Maria")
-    await caller.wait_for(lambda c: c.outcome == "continued")
+    await caller.wait_for(lambda c: c.outcome == "continued", timeout=30)
     assert not w.sim.phones["agent1"].invites
 
 
 async def test_hold_moh_answers_and_plays_music(world_factory):
     w = await world_factory(make_setup({"alice": "agent1"}, hold=HoldMode.MOH), {"agent1": Answer(after=2)})
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     assert caller.moh and not caller.ringback
     assert caller.answered_at < w.sim.phones["agent1"].last_invite.answered_at
 
@@ -324,7 +324,7 @@ async def test_hold_moh_answers_and_plays_music(world_factory):
 async def test_hold_ring_leaves_caller_unanswered_until_accept(world_factory):
     w = await world_factory(make_setup({"alice": "agent1"}, hold=HoldMode.RING), {"agent1": Answer(after=2)})
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     assert caller.ringback and not caller.moh
     assert caller.answered_at >= w.sim.phones["agent1"].last_invite.answered_at
 
@@ -334,7 +334,7 @@ async def test_websocket_dropped_mid_call_reconnects_and_nothing_is_lost(world_f
         make_setup(TWO, ring_timeout=30), {"agent1": Answer(after=1), "agent2": Answer(after=1)}
     )
     talking = w.call(caller_number="5550001")
-    await talking.wait_for(lambda c: c.bridged_with == "agent1")
+    await talking.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     stream = w.controller.stream
     await w.sim.drop_connections()
     # during the gap: the talking caller hangs up (its events are lost for good)
@@ -362,8 +362,8 @@ async def test_caller_hangs_up_while_the_agent_answers(world_factory):
     w = await world_factory(make_setup(TWO, wrapup=1), {"agent1": Answer(after=1.0), "agent2": Answer()})
     caller = w.call(hangup_after=1.0)  # the same instant the agent picks up
     invite = await w.sim.phones["agent1"].wait_for_invite()
-    await invite.wait_for(lambda i: i.outcome in ("ended", "cancelled"))
-    await caller.wait_for(lambda c: c.ended_at is not None)
+    await invite.wait_for(lambda i: i.outcome in ("ended", "cancelled"), timeout=30)
+    await caller.wait_for(lambda c: c.ended_at is not None, timeout=30)
     await w.until(lambda: not w.engine.calls and not w.controller.shell.legs and not w.sim.bridges)
     ended = [r.data for r in w.records if r.kind == "call.ended"]
     assert len(ended) == 1, "exactly one terminal outcome"
@@ -386,7 +386,7 @@ async def test_desktop_accept_calls_the_phone_with_auto_answer_and_connects(worl
     await asyncio.sleep(0.1)
     assert not w.sim.phones["agent1"].invites, "desktop: the phone does not ring before Accept"
     w.controller.shell.feed(ev.OfferAccepted(notes[0].data["offer_id"], "alice"))
-    await caller.wait_for(lambda c: c.bridged_with == "agent1")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
     invite = w.sim.phones["agent1"].last_invite
     assert invite.auto_answer and invite.auto_answer_headers
 
@@ -397,7 +397,7 @@ async def test_no_auto_answer_header_in_answer_or_confirm_mode(world_factory):
         setup, {"agent1": Decline(after=0.2), "agent2": Answer(after=0.2, dtmf=((0.5, "1"),))}
     )
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with == "agent2")
+    await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
     invites = w.sim.phones["agent1"].invites + w.sim.phones["agent2"].invites
     assert invites and not any(i.auto_answer for i in invites)
 
@@ -409,5 +409,5 @@ async def test_an_agent_whose_endpoint_asterisk_does_not_know_does_not_stop_the_
     assert w.controller.stream.connected
     assert not w.controller.engine.agents["ghost"].reachable
     caller = w.call()
-    await caller.wait_for(lambda c: c.bridged_with is not None)
+    await caller.wait_for(lambda c: c.bridged_with is not None, timeout=30)
     assert caller.bridged_with == "agent1"

@@ -1,0 +1,314 @@
+"""What a real Asterisk 22 demands of the controller (issue #11), on the strict simulator.
+
+Each test names the rule; the traces in ../shared/ari-api-docs/traces/ show the real behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from controller.acd.setup import Acceptance, AcdSetup, AgentConfig, DialplanTarget, Membership, QueueConfig
+from controller.sim import Answer, NoAnswer
+from tests.telephony.conftest import make_setup
+
+TWO = {"alice": "agent1", "bob": "agent2"}
+NOT_IN_STASIS = {"message": "Channel not in Stasis application"}
+
+
+def outcomes(w, call_id: str) -> list[tuple[str, str]]:
+    return [
+        (r.data["agent"], r.data["outcome"])
+        for r in w.records
+        if r.kind == "offer.ended" and r.data["call"] == call_id
+    ]
+
+
+def agent_channels(channels) -> list:
+    return [c for c in channels if c.name.startswith("PJSIP/agent")]
+
+
+# --------------------------------------------------------------------------- 1. create, then dial
+
+
+async def test_dial_waits_for_the_created_channels_stasis_start(world_factory):
+    # create_then_dial_race.json: a dial sent before the StasisStart gets 409 and rings nobody
+    w = await world_factory(
+        make_setup(TWO), {"agent1": Answer(after=0.5), "agent2": Answer()}, sim_kw={"stasis_entry_delay": 0.5}
+    )
+    caller = w.call()
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
+    assert outcomes(w, caller.channel_id) == [("alice", "accepted")]
+    assert w.controller.shell.stats["dial_failed"] == 0
+
+
+async def test_a_leg_that_never_enters_stasis_is_deleted_and_the_next_agent_tried(world_factory):
+    def prepare(sim, controller):
+        controller.shell.stasis_wait = 0.05  # wall s
+
+    w = await world_factory(
+        make_setup(TWO, unreachable_delay=600),
+        {"agent1": Answer(after=0.5), "agent2": Answer(after=0.5)},
+        sim_kw={"stasis_entry_delay": 10_000},
+        prepare=prepare,
+    )
+    caller = w.call()
+    await w.until(lambda: len(outcomes(w, caller.channel_id)) == 2)
+    assert {a for a, _ in outcomes(w, caller.channel_id)} == {"alice", "bob"}, "next agent tried"
+    await w.until_async(lambda chans: not agent_channels(chans))  # DELETEd, not forgotten
+    assert not w.sim.phones["agent1"].invites and not w.sim.phones["agent2"].invites
+    assert w.controller.shell.stats["stasis_wait_failed"] == 2
+    assert not w.controller.shell.legs
+
+
+async def test_a_dial_refused_with_409_leaves_no_down_channel(world_factory):
+    w = await world_factory(
+        make_setup(TWO),
+        {"agent1": Answer(after=0.5), "agent2": Answer(after=0.5)},
+        prepare=lambda sim, c: sim.faults.add(
+            "POST", r"/channels/[^/]+/dial", status=409, body=NOT_IN_STASIS
+        ),
+    )
+    caller = w.call()
+    await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
+    names = sorted(c.name.rsplit("-", 1)[0] for c in agent_channels(await w.channels()))
+    assert names == ["PJSIP/agent2"], "alice's refused leg was hung up"
+
+
+# --------------------------------------------------------------------------- 2. back into Stasis
+
+
+def _sales_and_support() -> AcdSetup:
+    sales = QueueConfig("sales", max_wait=2, overflow=DialplanTarget("acd-overflow", "102", 1))
+    support = QueueConfig("support")
+    return AcdSetup(
+        queues={"sales": sales, "support": support},
+        agents={"alice": AgentConfig("alice", "Alice", "PJSIP/agent1", (Membership("support"),))},
+    )
+
+
+async def test_a_caller_sent_back_into_stasis_is_a_new_call_with_its_new_args(world_factory):
+    # continue_back_into_stasis.json: same channel id, a new StasisStart with the new args
+    def prepare(sim, controller):
+        sim.dialplan["105"] = ("acd", ["sales"])
+        sim.dialplan["acd-overflow,102"] = "NoOp, Stasis(acd,support,10)"
+
+    w = await world_factory(_sales_and_support(), {"agent1": Answer(after=0.5)}, prepare=prepare)
+    caller = w.sim.place_call("105")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=20)
+    queued = [r.data for r in w.records if r.kind == "call.queued"]
+    assert [(q["queue"], q["priority"]) for q in queued] == [("sales", 0), ("support", 10)]
+    assert queued[1]["call"] != queued[0]["call"], "a new call for the new Stasis session"
+    ended = [r.data for r in w.records if r.kind == "call.ended"]
+    assert [(e["queue"], e["outcome"]) for e in ended] == [("sales", "overflowed")]
+    assert w.controller.shell.stats["duplicate_stasis_start"] == 0
+
+
+# --------------------------------------------------------------------------- 6. confirm: 1 at once
+
+
+async def test_pressing_1_during_the_prompt_connects_at_once(world_factory):
+    # confirm_dtmf_during_prompt.json: addChannel of a playing channel waits for the playback's end
+    setup = make_setup(TWO, acceptance=Acceptance.CONFIRM)
+    w = await world_factory(
+        setup,
+        {"agent1": Answer(after=0.5, dtmf=((0.3, "1"),)), "agent2": Answer()},
+        sim_kw={"add_waits_for_playback": True},
+    )
+    caller = w.call(caller_number="5551234567")  # a long number: a long prompt
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=20)
+    invite = w.sim.phones["agent1"].last_invite
+    pressed = invite.answered_at + 0.3
+    assert caller.media[0].start - pressed < 1.0, "bridged right after the digit, not after the prompt"
+
+
+# --------------------------------------------------------------------------- 7. privacy
+
+
+async def test_the_customer_never_sees_the_agent_leg_identity(world_factory):
+    # bridge_connected_line_privacy.json: a plain addChannel sends the customer the agent's identity
+    w = await world_factory(make_setup(TWO), {"agent1": Answer(after=0.5), "agent2": Answer()})
+    caller = w.call()
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
+    assert not caller.identities_shown, caller.identities_shown
+    assert not w.sim.phones["agent1"].last_invite.identities_shown
+
+
+async def test_the_customer_sees_the_queues_configured_identity(world_factory):
+    q = replace(QueueConfig("support"), customer_sees_name="ACME Support", customer_sees_number="5550100")
+    w = await world_factory(make_setup(TWO, queue=q), {"agent1": Answer(after=0.5), "agent2": Answer()})
+    caller = w.call()
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
+    channel = await w.controller.client.get_channel(caller.channel_id)
+    assert (channel.connected.name, channel.connected.number) == ("ACME Support", "5550100")
+    assert all("agent" not in name and "[" not in name for _, name, _ in caller.connected_updates)
+
+
+# --------------------------------------------------------------------------- 8. Local channels
+
+
+async def test_a_call_through_a_local_channel_works_end_to_end(world_factory):
+    # local_channel_optimization.json: the app only ever sees Local/…;2, never optimised away
+    def prepare(sim, controller):
+        sim.dialplan["from-customer,103"] = "Dial(Local/101@from-customer)"
+
+    w = await world_factory(make_setup(TWO), {"agent1": Answer(after=0.5, hangup_after=2)}, prepare=prepare)
+    caller = w.sim.place_call("103")
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
+    call_id = next(r.data["call"] for r in w.records if r.kind == "call.queued")
+    channel = next(c for c in await w.channels() if c.id == call_id)
+    assert channel.name.startswith("Local/101@from-customer-") and channel.name.endswith(";2")
+    await caller.wait_for(lambda c: c.ended_at is not None, timeout=30)
+    ended = [r.data for r in w.records if r.kind == "call.ended"]
+    assert ended[0]["outcome"] == "completed" and ended[0]["hung_up_by"] == "agent"
+    await w.until(lambda: not w.engine.calls and not w.controller.shell.calls)
+
+
+# --------------------------------------------------------------------------- 10. subscriptions
+
+
+async def test_restarts_do_not_pile_up_endpoint_subscriptions(world_factory):
+    from controller.app import Controller
+
+    w = await world_factory(make_setup(TWO), {"agent1": Answer(after=0.5), "agent2": Answer()})
+    setup = make_setup(TWO)
+    kw = dict(ari_url=w.sim.base_url, ari_user="acd", ari_password="secret", clock=w.controller.clock)
+    await w.controller.stop()
+    for _ in range(3):
+        again = Controller(setup, **kw)
+        await again.start()
+        await again.stop()
+    app = await w.controller.client.get_application()
+    assert sorted(app.endpoint_ids) == ["PJSIP/agent1", "PJSIP/agent2"]
+    subscribes = [
+        r for r in w.sim.rest_log if (r.method, r.path) == ("POST", "/applications/acd/subscription")
+    ]
+    assert len(subscribes) == 1, "Asterisk counts every subscribe: only the first start subscribes"
+
+
+async def test_an_endpoint_no_agent_uses_any_more_is_unsubscribed(world_factory):
+    w = await world_factory(make_setup(TWO), {"agent1": Answer(), "agent2": Answer(), "agent3": Answer()})
+    await w.controller.client.subscribe(["endpoint:PJSIP/agent3"])  # a removed agent's, from an earlier run
+    await w.controller.client.subscribe(["endpoint:PJSIP/agent3"])
+    await w.controller.shell.watch_endpoints()
+    app = await w.controller.client.get_application()
+    assert sorted(app.endpoint_ids) == ["PJSIP/agent1", "PJSIP/agent2"]
+
+
+async def test_agent_channel_events_delivered_twice_count_once(world_factory):
+    # an app subscribed to a channel and to its endpoint gets the channel's events twice
+    w = await world_factory(
+        make_setup(TWO, acceptance=Acceptance.CONFIRM),
+        {"agent1": Answer(after=0.5, dtmf=((0.5, "2"),)), "agent2": Answer(after=0.5, dtmf=((0.5, "1"),))},
+        sim_kw={"duplicate_channel_events": True},
+    )
+    caller = w.call()
+    await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
+    assert outcomes(w, caller.channel_id) == [("alice", "rejected"), ("bob", "accepted")]
+    assert w.controller.shell.stats["duplicate_event"] > 0
+    assert w.engine.stats["stale_digit"] == 0 and w.engine.stats["duplicate_answer"] == 0
+
+
+async def test_the_same_event_delivered_twice_counts_once(world_factory):
+    w = await world_factory(make_setup(TWO, ring_timeout=30), {"agent1": Answer(after=1), "agent2": Answer()})
+    shell = w.controller.shell
+    handle = shell.on_event
+
+    async def twice(event):
+        await handle(event)
+        await handle(event)
+
+    w.controller.stream._handler = twice
+    caller = w.call()
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
+    caller.hangup()
+    await w.until(lambda: any(r.kind == "call.ended" for r in w.records))
+    assert [r.kind for r in w.records].count("call.queued") == 1
+    assert [r.kind for r in w.records].count("call.connected") == 1
+    assert [r.kind for r in w.records].count("call.ended") == 1
+    assert shell.stats["duplicate_event"] > 0
+
+
+# --------------------------------------------------------------------------- 9. endpoints appearing later
+
+
+async def test_an_endpoint_created_later_in_asterisk_is_watched_and_rung(world_factory):
+    w = await world_factory(make_setup(TWO), {"agent1": Answer(after=0.5)})  # agent2 unknown to Asterisk
+    shell = w.controller.shell
+    assert "PJSIP/agent2" in shell.unknown_endpoints
+    w.controller.engine.agents["alice"].reachable = False  # make bob the only one who can take it
+    w.sim.phones["agent1"].unregister()
+    w.sim.add_phone("agent2", Answer(after=0.5))
+    await shell.watch_endpoints(full=False)
+    assert "PJSIP/agent2" not in shell.unknown_endpoints
+    caller = w.call()
+    await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
+
+
+# --------------------------------------------------------------------------- 4. websocket down
+
+
+async def test_while_the_websocket_is_down_a_ringing_timer_is_not_a_miss(world_factory):
+    w = await world_factory(
+        make_setup(TWO, ring_timeout=2), {"agent1": NoAnswer(), "agent2": Answer(after=0.5)}
+    )
+    caller = w.call()
+    invite = await w.sim.phones["agent1"].wait_for_invite()
+    w.sim.refuse_websockets(4.0)
+    await w.sim.drop_connections()
+    await w.until(lambda: not w.controller.stream.connected)
+    # the ring timer (2 s) runs out while we are deaf: held, then resumed
+    await w.until(lambda: w.controller.stream.connected and w.controller.shell.online.is_set(), timeout=20)
+    assert w.controller.shell.stats["timer_resumed"] >= 1
+    invite.answer()
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=20)
+    assert w.engine.agents["alice"].misses == 0
+
+
+async def test_an_agent_answering_during_the_outage_is_connected_after_the_resync(world_factory):
+    w = await world_factory(make_setup(TWO, ring_timeout=30), {"agent1": NoAnswer(), "agent2": Answer()})
+    caller = w.call()
+    invite = await w.sim.phones["agent1"].wait_for_invite()
+    w.sim.refuse_websockets(1.0)
+    await w.sim.drop_connections()
+    invite.answer()  # its ChannelStateChange is lost for good
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=20)
+    assert w.controller.shell.repairs["leg_answered"] == 1
+    assert outcomes(w, caller.channel_id) == [("alice", "accepted")]
+
+
+async def test_no_offer_is_made_while_the_websocket_is_down(world_factory):
+    w = await world_factory(
+        make_setup({"alice": "agent1"}, wrapup=3), {"agent1": Answer(after=0.5, hangup_after=0.5)}
+    )
+    shell = w.controller.shell
+    first = w.call()
+    await first.wait_for(lambda c: c.ended_at is not None, timeout=30)
+    await w.until(lambda: w.engine.agents["alice"].in_wrapup)
+    second = w.call()
+    await w.until(lambda: second.channel_id in w.engine.calls)
+    w.sim.refuse_websockets(6.0)
+    await w.sim.drop_connections()
+    await w.until(lambda: not w.controller.stream.connected)
+    # alice's wrap-up ends while we are deaf: the offer waits for the resync
+    await w.until(lambda: shell.stats["ring_held_offline"] >= 1 or shell._held_timers, timeout=20)
+    assert len(w.sim.phones["agent1"].invites) == 1
+    await second.wait_for(lambda c: "agent1" in c.ever_bridged_with, timeout=30)
+
+
+def test_the_queue_file_sets_what_the_customer_sees(tmp_path):
+    from controller.config import ConfigError, load_setup
+
+    path = tmp_path / "acd.toml"
+    agent = '[agents.alice]\nendpoint = "PJSIP/agent1"\nqueues = ["support"]\n'
+    path.write_text(
+        f'[queues.support]\ncustomer_sees_name = "ACME Support"\ncustomer_sees_number = "+15550100"\n{agent}'
+    )
+    q = load_setup(path).queues["support"]
+    assert (q.customer_sees_name, q.customer_sees_number) == ("ACME Support", "+15550100")
+    path.write_text(f'[queues.support]\ncustomer_sees_number = "agent1"\n{agent}')
+    try:
+        load_setup(path)
+    except ConfigError as exc:
+        assert "customer_sees_number" in str(exc)
+    else:
+        raise AssertionError("a number with letters is refused")
