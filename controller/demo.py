@@ -144,10 +144,9 @@ class DemoView:
     def on_command(self, c: cmd.Notify | cmd.Record) -> None:
         if not isinstance(c, cmd.Record):
             return
-        d, engine = c.data, self.controller.engine
+        d = c.data
         if c.kind == "call.queued":
-            call = engine.calls.get(d["call"])
-            caller = f"{call.caller_name} {call.caller_number}".strip() if call else d["call"]
+            caller = f"{d.get('caller_name') or ''} {d.get('caller_number') or ''}".strip() or d["call"]
             self.calls[d["call"]] = CallRow(d["call"], caller, d["queue"], d["at"])
             self._line(f"call from {caller} queued in {d['queue']}")
         elif c.kind == "offer.created" and d["call"] in self.calls:

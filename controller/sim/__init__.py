@@ -28,7 +28,7 @@ Main API (all delays and timeouts are clock seconds, i.e. scaled by ``Clock.spee
 ``SimAsterisk(*, clock=None, seed=0, user="asterisk", password="asterisk", asterisk_id=..., epoch=None,
 sip_host="127.0.0.1", dialplan=None, sound_durations=None, default_sound_duration=1.0,
 event_log_size=20_000, record_limit=None, stasis_entry_delay=0.0, event_delay=0.0,
-duplicate_channel_events=False, add_waits_for_playback=False)``
+duplicate_channel_events=True, add_waits_for_playback=True)``
     ``await start(host="127.0.0.1", port=0) -> str``, ``await stop()``, ``async with SimAsterisk(...)``,
     ``base_url``, ``ari_url``, ``ws_url(app="acd", subscribe_all=False)``;
     ``dialplan`` (``exten`` or ``"context,exten"`` -> DialplanEntry; tuples, ``"Stasis(acd,x)"`` and
@@ -40,11 +40,9 @@ duplicate_channel_events=False, add_waits_for_playback=False)``
     ``Channel not in Stasis application`` (addChannel 422, as res/ari) and change nothing, DELETE
     works; ``event_delay`` (settable): clock seconds every event takes to reach the websockets (REST
     answers are not delayed: a dial's 204 can overtake the StasisStart);
-    ``add_waits_for_playback`` (settable; Asterisk's behaviour, off by default until the controller
-    stops its prompt before bridging): ``addChannel`` of a channel that is playing moves the other
+    ``add_waits_for_playback`` (settable; Asterisk's behaviour, on by default): ``addChannel`` of a channel that is playing moves the other
     channels at once and answers 204 only after that playback's PlaybackFinished;
-    ``duplicate_channel_events`` (settable; Asterisk's behaviour, off by default until the controller
-    copes): an app subscribed to a channel and to its endpoint gets the channel's events twice;
+    ``duplicate_channel_events`` (settable; Asterisk's behaviour, on by default): an app subscribed to a channel and to its endpoint gets the channel's events twice;
     ``faults`` (controller.sim.faults: ``add(method, path_regex, *, status=None, body=None, delay=0.0,
     times=1, apply=False) -> Fault``, ``remove``, ``clear``, ``active``), ``refuse_websockets(seconds=None,
     status=503) -> Fault``; ``rest_log`` (RestRecord: method, path, status, t, events_before);

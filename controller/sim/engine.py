@@ -92,11 +92,10 @@ class Engine(SubscriptionOps, OutboundOps, BridgeOps, PlaybackOps, DialplanOps, 
         # until then channel operations get 409 "Channel not in Stasis application"
         self.stasis_entry_delay = 0.0
         # deliver channel-topic events twice to an app subscribed to the channel and its endpoint,
-        # as Asterisk does (see _recips); off by default until the controller copes with it
-        self.duplicate_channel_events = False
-        # addChannel of a channel that is playing waits for the playback's end (Asterisk does);
-        # off by default until the controller stops its prompt before bridging
-        self.add_waits_for_playback = False
+        # as Asterisk does (see _recips); a test may turn it off to isolate something else
+        self.duplicate_channel_events = True
+        # addChannel of a channel that is playing waits for the playback's end (Asterisk does)
+        self.add_waits_for_playback = True
         self._changed = changed
 
     # ------------------------------------------------------------------------------------------

@@ -52,8 +52,8 @@ class SimAsterisk:
         record_limit: int | None = None,
         stasis_entry_delay: float = 0.0,
         event_delay: float = 0.0,
-        duplicate_channel_events: bool = False,
-        add_waits_for_playback: bool = False,
+        duplicate_channel_events: bool = True,
+        add_waits_for_playback: bool = True,
     ) -> None:
         self.clock = clock or Clock()
         self.seed = seed
@@ -123,8 +123,8 @@ class SimAsterisk:
     def duplicate_channel_events(self) -> bool:
         """True: an app subscribed to a channel AND to its endpoint gets that channel's events twice,
         as Asterisk 22 does (res/stasis/app.c: the channel's topic is forwarded to the app and to
-        the endpoint's topic, which is forwarded to the app too; nothing de-duplicates). Default
-        False until the controller copes; StasisStart/StasisEnd and bridge events come once."""
+        the endpoint's topic, which is forwarded to the app too; nothing de-duplicates). On by
+        default, as Asterisk; StasisStart/StasisEnd and bridge events come once."""
         return self.engine.duplicate_channel_events
 
     @duplicate_channel_events.setter
@@ -135,7 +135,7 @@ class SimAsterisk:
     def add_waits_for_playback(self) -> bool:
         """True: ``addChannel`` of a channel that is playing moves the other channels at once and
         answers only when that playback ends (then adds the channel), as Asterisk 22 does
-        (confirm_dtmf_during_prompt.json). Default False until the controller stops its prompt first."""
+        (confirm_dtmf_during_prompt.json). On by default, as Asterisk."""
         return self.engine.add_waits_for_playback
 
     @add_waits_for_playback.setter
