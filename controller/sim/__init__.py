@@ -40,9 +40,11 @@ duplicate_channel_events=True, add_waits_for_playback=True)``
     ``Channel not in Stasis application`` (addChannel 422, as res/ari) and change nothing, DELETE
     works; ``event_delay`` (settable): clock seconds every event takes to reach the websockets (REST
     answers are not delayed: a dial's 204 can overtake the StasisStart);
-    ``add_waits_for_playback`` (settable; Asterisk's behaviour, on by default): ``addChannel`` of a channel that is playing moves the other
+    ``add_waits_for_playback`` (settable; Asterisk's behaviour, on by default): ``addChannel`` of a
+    channel that is playing moves the other
     channels at once and answers 204 only after that playback's PlaybackFinished;
-    ``duplicate_channel_events`` (settable; Asterisk's behaviour, on by default): an app subscribed to a channel and to its endpoint gets the channel's events twice;
+    ``duplicate_channel_events`` (settable; Asterisk's behaviour, on by default): an app subscribed to
+    a channel and to its endpoint gets the channel's events twice;
     ``faults`` (controller.sim.faults: ``add(method, path_regex, *, status=None, body=None, delay=0.0,
     times=1, apply=False) -> Fault``, ``remove``, ``clear``, ``active``), ``refuse_websockets(seconds=None,
     status=503) -> Fault``; ``rest_log`` (RestRecord: method, path, status, t, events_before);
