@@ -54,6 +54,9 @@ class AgentLegEnded:
     request the controller did not ask for, followed by cause 19.
     ``allocation_failed`` is true when the channel could not even be created (HTTP 500
     "Allocation failed": endpoint unregistered or unknown).
+    ``lost`` is true when the leg's end was never seen (its events were lost while the events
+    websocket was down; reconciliation found the channel gone): the cause is unknown, so the
+    offer ends as canceled and counts against nobody (no delay, no miss).
     """
 
     offer_id: str
@@ -61,6 +64,7 @@ class AgentLegEnded:
     tech_cause: int | None = None
     dial_timeout: bool = False
     allocation_failed: bool = False
+    lost: bool = False
 
 
 @dataclass(frozen=True, slots=True)

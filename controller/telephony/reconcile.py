@@ -212,7 +212,7 @@ class Reconciler:
         self._wake_stasis_waiter(leg.channel_id)
         self._forget_leg(leg)
         self._repair("leg_gone", call=leg.call_id, offer=leg.offer_id)
-        self.feed(ev.AgentLegEnded(leg.offer_id, None, None))
+        self.feed(ev.AgentLegEnded(leg.offer_id, lost=True))
         self._maybe_forget_call(leg.call_id)
 
     def _take_back(

@@ -214,6 +214,20 @@ def test_allocation_failure_is_unreachable_and_next_agent_rung():
     assert h.rang(out) == ["bob"]
 
 
+def test_leg_lost_in_an_outage_counts_against_nobody():
+    """Reconciliation found the ringing leg gone, its cause lost with the websocket: the call
+    goes on at once, the agent gets no delay and no miss (the phone may well be fine)."""
+    h = Harness(make_setup(queue=queue(unreachable_delay=7, max_no_answer=1)))
+    h.arrive("c1")
+    offer = h.offer_of("alice")
+    out = h.do(ev.AgentLegEnded(offer, lost=True))
+    assert (h.engine.offers[offer].outcome, h.engine.offers[offer].detail) == (Outcome.CANCELED, "lost")
+    assert h.rang(out) == ["bob"]
+    alice = h.engine.agents["alice"]
+    assert not alice.delayed and alice.misses == 0 and alice.eligible
+    assert h.rang(h.arrive("c2")) == ["alice"]
+
+
 def test_no_answer_after_ring_timeout_next_agent():
     h = Harness(make_setup(queue=queue(ring_timeout=15)))
     h.arrive("c1")

@@ -264,6 +264,25 @@ async def test_while_the_websocket_is_down_a_ringing_timer_is_not_a_miss(world_f
     assert w.engine.agents["alice"].misses == 0
 
 
+async def test_a_leg_that_ended_during_the_outage_counts_against_nobody(world_factory):
+    """Its ChannelDestroyed (and so its cause) is lost with the websocket: after the resync the
+    offer is canceled as lost, the agent gets no unreachable delay and takes the next call."""
+    w = await world_factory(
+        make_setup(TWO, ring_timeout=30, unreachable_delay=600, reject_delay=600),
+        {"agent1": NoAnswer(), "agent2": NoAnswer()},
+    )
+    caller = w.call()
+    invite = await w.sim.phones["agent1"].wait_for_invite()
+    w.sim.refuse_websockets(1.0)
+    await w.sim.drop_connections()
+    await w.until(lambda: not w.controller.stream.connected)
+    invite.reject(603)  # lost: the controller never learns why the leg ended
+    await w.until(lambda: w.controller.shell.repairs["leg_gone"] == 1, timeout=20)
+    assert outcomes(w, caller.channel_id)[0] == ("alice", "canceled")
+    alice = w.engine.agents["alice"]
+    assert not alice.delayed and alice.misses == 0
+
+
 async def test_an_agent_answering_during_the_outage_is_connected_after_the_resync(world_factory):
     w = await world_factory(make_setup(TWO, ring_timeout=30), {"agent1": NoAnswer(), "agent2": Answer()})
     caller = w.call()
