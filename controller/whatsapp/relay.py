@@ -333,8 +333,9 @@ class Forwarder:
                 if sent:
                     continue
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=5)
+                with contextlib.suppress(TimeoutError):  # not wait_for (3.11 drops a cancel)
+                    async with asyncio.timeout(5):
+                        await self._wake.wait()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep forwarding; the position only moves on success
