@@ -146,8 +146,9 @@ async def stream_frames(
                 last = frame["cursor"]
                 yield frame
         while True:
-            try:
-                frame = await asyncio.wait_for(sub.queue.get(), keepalive)
+            try:  # not wait_for: on 3.11 it drops a cancel that comes with a frame (a pump left running)
+                async with asyncio.timeout(keepalive):
+                    frame = await sub.queue.get()
             except TimeoutError:
                 yield None
                 continue

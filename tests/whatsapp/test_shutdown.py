@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.whatsapp.conftest import ADMIN
+
 GUARD = 30.0  # seconds; a hang, never a timing goal
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "acd.toml"
 
@@ -176,3 +178,49 @@ def test_acdctl_sidecar_exits_on_a_signal_right_after_start(tmp_path: Path, sig:
             proc.wait()
     assert proc.returncode == 0, "".join(lines) + rest
     assert "Traceback" not in rest
+
+
+class _WatchedQueue(asyncio.Queue):
+    """A Queue that says when someone starts waiting on it."""
+
+    def __init__(self, waiting: asyncio.Event) -> None:
+        super().__init__()
+        self.waiting = waiting
+
+    async def get(self):  # noqa: ANN201 - as asyncio.Queue
+        self.waiting.set()
+        return await super().get()
+
+
+async def test_a_stream_cancelled_as_a_frame_arrives_ends(sidecar, monkeypatch) -> None:
+    """A stream with keepalives (SSE) cancelled as a frame is published: 3.11's wait_for let the
+    frame win and dropped the cancel, the stream went on (a leaked subscriber and handler)."""
+    from controller.whatsapp.auth import Principal
+    from controller.whatsapp.relay import Subscriber, stream_frames
+
+    service = sidecar.service
+    hub = service.hub
+    admin = service.auth.identify(f"Bearer {ADMIN}")
+    waiting = asyncio.Event()
+    real_subscribe = hub.subscribe
+
+    def subscribe(principal: Principal) -> Subscriber:
+        sub = real_subscribe(principal)
+        sub.queue = _WatchedQueue(waiting)
+        return sub
+
+    monkeypatch.setattr(hub, "subscribe", subscribe)
+    frames: list[dict] = []
+
+    async def pump() -> None:
+        async for frame in stream_frames(service.engine, hub, admin, None, keepalive=15.0):  # SSE's
+            frames.append(frame)
+
+    task = asyncio.create_task(pump())
+    await asyncio.wait_for(waiting.wait(), GUARD)  # hello sent, waiting for the next frame
+    hub.publish([{"type": "alert", "cursor": 1}])
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, GUARD)
+    assert frames == [{"type": "hello", "cursor": 0}]
+    assert hub.subscribers == set()
