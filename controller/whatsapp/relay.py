@@ -146,8 +146,9 @@ async def stream_frames(
                 last = frame["cursor"]
                 yield frame
         while True:
-            try:
-                frame = await asyncio.wait_for(sub.queue.get(), keepalive)
+            try:  # not wait_for: on 3.11 it drops a cancel that comes with a frame (a pump left running)
+                async with asyncio.timeout(keepalive):
+                    frame = await sub.queue.get()
             except TimeoutError:
                 yield None
                 continue
@@ -333,8 +334,9 @@ class Forwarder:
                 if sent:
                     continue
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=5)
+                with contextlib.suppress(TimeoutError):  # not wait_for (3.11 drops a cancel)
+                    async with asyncio.timeout(5):
+                        await self._wake.wait()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep forwarding; the position only moves on success

@@ -357,8 +357,11 @@ class WhatsAppService:
                 await asyncio.sleep(1)
                 continue
             if not taken:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that
+                # arrives with the wake, and the worker would then never end (stop() hangs).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake_event.wait(), timeout=5)
+                    async with asyncio.timeout(5):
+                        await self._wake_event.wait()
 
     async def _purge_loop(self) -> None:
         while True:
@@ -396,6 +399,13 @@ async def run_sidecar(config: WhatsAppConfig | Any) -> int:
         problem = f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
         print(f"settings: ACD_SIDECAR_HOST/ACD_SIDECAR_PORT: {problem}", file=sys.stderr)
         return 2
+    # Before anything starts: a SIGTERM/Ctrl-C during start-up must stop it cleanly (as soon as
+    # start-up is done), not kill the process half-way or print a KeyboardInterrupt traceback.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     service = WhatsAppService(config)
     try:
         await service.start()
@@ -413,13 +423,9 @@ async def run_sidecar(config: WhatsAppConfig | Any) -> int:
         "WhatsApp sidecar listening",
         extra={"url": f"http://{config.host}:{config.port}", "webhook": WEBHOOK_PATH},
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
+        log.info("WhatsApp sidecar stopping (signal)")
     finally:
         await runner.cleanup()
         await service.stop()

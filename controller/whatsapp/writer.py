@@ -158,27 +158,24 @@ class SidecarWriter:
         """COMMIT in a worker thread. Cancelling the caller does not cancel the commit: the
         connection stays ours (the lock is held) until the thread is done with it, so the next
         transaction can never run on it concurrently; a commit that succeeded stays committed
-        (the webhook is then answered by Meta's retry, deduplicated)."""
+        (the webhook is then answered by Meta's retry, deduplicated). The cancel itself is
+        always passed on once the thread is done, even one that arrives as the commit ends:
+        dropping it would leave the cancelled task running (``stop()`` waiting for ever)."""
         commit = asyncio.ensure_future(asyncio.to_thread(conn.commit))
-        cancelled = False
-        while True:
+        cancelled: asyncio.CancelledError | None = None
+        while not commit.done():
             try:
                 await asyncio.shield(commit)
-                break
-            except asyncio.CancelledError:
-                if commit.done():
-                    break
-                cancelled = True  # wait for the thread first (an fsync: milliseconds)
+            except asyncio.CancelledError as exc:
+                cancelled = exc  # wait for the thread first (an fsync: milliseconds)
             except Exception:
-                with contextlib.suppress(Exception):
-                    conn.rollback()
-                raise
-        if commit.done() and not commit.cancelled() and commit.exception() is not None:
+                break  # the commit failed: handled below
+        if commit.cancelled() or commit.exception() is not None:
             with contextlib.suppress(Exception):
                 conn.rollback()
-            raise commit.exception()  # type: ignore[misc]
-        if cancelled:
-            raise asyncio.CancelledError
+        if cancelled is not None:
+            raise cancelled
+        commit.result()  # the commit's own error, if it failed
 
     # ----------------------------------------------------------------- checkpoints
 
