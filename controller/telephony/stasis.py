@@ -109,7 +109,7 @@ class StasisEvents:
             self.stats["stasis_reentry"] += 1
             log.info(
                 "caller came back into the app; a new call with its new args",
-                extra={"call": call_id, "channel": channel.id, "args": ",".join(e.args)},
+                extra={"call": call_id, "channel": channel.id, "stasis_args": ",".join(e.args)},
             )
         self._arrive(call_id, channel, list(e.args))
 
