@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="time budget (default 10)")
     parser.add_argument("--examples-per-batch", type=int, default=500)
     parser.add_argument("--steps", type=int, default=100, help="events per sequence (default 100)")
+    parser.add_argument(
+        "--no-shrink", dest="shrink", action="store_false", help="report a failure as found (faster)"
+    )
     args = parser.parse_args(argv)
 
     from tests.acd.test_invariants import run
@@ -27,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     while True:
         try:
-            events += run(args.examples_per_batch, derandomize=False, steps=args.steps)
+            events += run(args.examples_per_batch, derandomize=False, steps=args.steps, shrink=args.shrink)
         except Exception as exc:  # hypothesis has already printed the shrunk sequence
             print(f"FAILED after {batches} clean batches: {type(exc).__name__}: {exc}")
             return 1

@@ -49,7 +49,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
@@ -832,9 +832,11 @@ class EngineMachine(RuleBasedStateMachine):
         assert not self.engine.calls and not self.engine.offers, "finished calls and offers are forgotten"
 
 
-def run(examples: int, *, derandomize: bool, steps: int = 100) -> int:
-    """Run the machine; returns the number of events fed."""
+def run(examples: int, *, derandomize: bool, steps: int = 100, shrink: bool = True) -> int:
+    """Run the machine; returns the number of events fed. ``shrink=False`` reports the first
+    failing sequence as found (shrinking 100-step sequences can take minutes)."""
     STEPS["count"] = 0
+    phases = list(Phase) if shrink else [Phase.explicit, Phase.reuse, Phase.generate]
     run_state_machine_as_test(
         EngineMachine,
         settings=settings(
@@ -842,6 +844,7 @@ def run(examples: int, *, derandomize: bool, steps: int = 100) -> int:
             stateful_step_count=steps,
             deadline=None,
             derandomize=derandomize,
+            phases=phases,
             database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
@@ -851,6 +854,7 @@ def run(examples: int, *, derandomize: bool, steps: int = 100) -> int:
 
 def test_engine_invariants_hold_over_random_event_sequences():
     """A fixed set of sequences (the same in every CI run); bench/acd_fuzz.py runs fresh ones."""
-    count = run(int(os.environ.get("ACD_ENGINE_EXAMPLES", "600")), derandomize=True)
+    examples = int(os.environ.get("ACD_ENGINE_EXAMPLES", "600"))
+    count = run(examples, derandomize=True, shrink=os.environ.get("ACD_ENGINE_SHRINK", "1") != "0")
     print(f"engine invariant steps: {count}")
     assert count >= 10_000, f"only {count} events were generated"
