@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -195,7 +194,6 @@ async def test_queues_live_counts_waiting_calls(stack):
         stack.controller.shell.feed(AgentPause(agent, "x"))
     stack.call(caller_number="5550009")
     await stack.until(lambda: stack.controller.engine.calls)
-    await asyncio.sleep(0.1)
     status, body, _ = await stack.request("GET", "/api/queues")
     live = body["queues"][0]["live"]
     assert live["waiting"] == 1 and live["longest_wait"] > 0 and live["agents"] == {"paused": 3}
