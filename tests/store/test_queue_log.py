@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 
 from controller.acd.events import AgentLogin, AgentLogout, AgentPause, AgentReady
@@ -132,3 +134,29 @@ async def test_pause_unpause_login_logoff(tmp_path):
     assert lines[0][:4] == ["NONE", "support", "alice", "PAUSE"] and lines[0][4] == "lunch"
     assert [line[3] for line in lines] == ["PAUSE", "UNPAUSE", "AGENTLOGOFF", "AGENTLOGIN"]
     assert lines[2][4] == "PJSIP/agent1" and lines[3][4] == "PJSIP/agent1"
+
+
+async def test_close_waits_for_a_write_already_in_flight(tmp_path):
+    """Regression: close() cancelled the flush task mid-write and returned while the worker
+    thread still appended the lines it had taken (a shutdown, or a test reading the file, lost them)."""
+    from controller.acd.engine import Engine
+    from controller.store.queue_log import QueueLog
+
+    qlog = QueueLog(
+        tmp_path / "queue_log", Engine(make_setup({"alice": "agent1"})), epoch=0, flush_interval=0.01
+    )
+    writing, release = threading.Event(), threading.Event()
+    append = qlog._append
+
+    def slow_append(lines):
+        writing.set()
+        release.wait(5)
+        append(lines)
+
+    qlog._append = slow_append
+    qlog.start()
+    qlog.lines.append("1|c1|support|NONE|ENTERQUEUE||5550100|1")
+    await asyncio.to_thread(writing.wait, 5)
+    asyncio.get_running_loop().call_later(0.2, release.set)  # the disk is slow; close() must wait
+    await qlog.close()
+    assert (tmp_path / "queue_log").read_text() == "1|c1|support|NONE|ENTERQUEUE||5550100|1\n"
