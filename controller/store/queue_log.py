@@ -60,6 +60,7 @@ class QueueLog:
         self.ring_time: dict[str, float] = {}  # call -> ring time of the accepted offer
         self.stats = {"lines": 0, "write_errors": 0}
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     # ------------------------------------------------------------------ hot path
 
@@ -166,8 +167,11 @@ class QueueLog:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="queue-log")
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval)
+        # Stopped by an event, not cancelled: a cancel during a write would let close() return
+        # while the worker thread still appends the lines it took.
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.flush_interval)
             await self.flush()
 
     async def flush(self) -> None:
@@ -187,9 +191,9 @@ class QueueLog:
             f.write("\n".join(lines) + "\n")
 
     async def close(self) -> None:
+        """Write every line (including a write already in flight) before returning."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stop.set()
+            await self._task
             self._task = None
         await self.flush()

@@ -27,6 +27,7 @@ from aiohttp import web
 from controller.acd.setup import AcdSetup
 from controller.api.auth import hash_token
 from controller.whatsapp.service import WEBHOOK_PATH, WhatsAppConfig, WhatsAppService
+from tests.ci import unavailable
 from tests.dbkit import migrated_db
 from tests.stack import Stack, make_stack
 
@@ -39,10 +40,7 @@ TOKENS = {"alice": "alice-e2e-token", "bob": "bob-e2e-token"}
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - one stat before the browser starts
-        message = f"{CHROMIUM} not found: install Debian's chromium package (apt-get install -y chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{CHROMIUM} not found: install Debian's chromium package (apt-get install -y chromium)")
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:

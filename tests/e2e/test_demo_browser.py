@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 
-import pytest
-
 from controller.demo import demo
+from tests.ci import require_module
 
-pytest.importorskip("playwright")
+require_module("playwright", "pip install -e '.[dev]' (the browser is Debian's chromium)")
 from playwright.async_api import expect  # noqa: E402
 
 

@@ -11,12 +11,11 @@ import re
 import time
 from dataclasses import replace
 
-import pytest
-
 from controller.acd.setup import Acceptance, AcdSetup, AgentConfig, Membership, QueueConfig, Strategy
 from controller.sim import Decline, NoAnswer
+from tests.ci import require_module
 
-pytest.importorskip("playwright")
+require_module("playwright", "pip install -e '.[dev]' (the browser is Debian's chromium)")
 from playwright.async_api import expect  # noqa: E402
 
 MARIA = "5511987654321"

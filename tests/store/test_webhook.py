@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 
 import pytest
 from aiohttp import web
@@ -15,8 +16,9 @@ from controller.acd.setup import Strategy
 from controller.sim import Answer, Decline
 from controller.store.history import OutboxRow
 from tests.dbkit import BACKENDS, migrated_db
-from tests.stack import make_stack
+from tests.stack import SPEED, make_stack
 from tests.telephony.conftest import make_setup
+from tests.timing import late
 
 SECRET = "whsec-test"
 
@@ -46,7 +48,12 @@ async def test_events_are_signed_ordered_and_retried_until_acknowledged(backend,
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
-    setup = make_setup({"alice": "agent1", "bob": "agent2"}, strategy=Strategy.LINEAR, max_wait=3, wrapup=0)
+    # the first call connects after 1 s of phone delays; it must not overflow however late the
+    # machine runs (max_wait covers the jitter), the second call overflows at max_wait
+    max_wait = math.ceil(1 + late(SPEED))
+    setup = make_setup(
+        {"alice": "agent1", "bob": "agent2"}, strategy=Strategy.LINEAR, max_wait=max_wait, wrapup=0
+    )
     phones = {"agent1": Decline(after=0.5), "agent2": Answer(after=0.5)}
     try:
         async with migrated_db(backend, tmp_path) as (db, _url, _schema):

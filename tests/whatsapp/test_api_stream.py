@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from tests.timing import until
 from tests.whatsapp.conftest import ADMIN, TOKENS, accept
 from tests.whatsapp.test_ingest import inbound_body, status_body
 
@@ -226,8 +227,5 @@ async def test_a_client_that_leaves_is_unsubscribed_at_once(sidecar) -> None:
     await conn.receive_json(timeout=3)
     assert len(sidecar.service.hub.subscribers) == 1
     await conn.close()
-    for _ in range(100):
-        if not sidecar.service.hub.subscribers:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: not sidecar.service.hub.subscribers, what="the hub dropped the closed socket")
     assert sidecar.service.hub.subscribers == set()  # no pump left waiting for the next frame

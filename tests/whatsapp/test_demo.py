@@ -8,6 +8,7 @@ from pathlib import Path
 import aiohttp
 
 from controller.whatsapp.demo import AGENT_TOKENS, start_demo_sidecar
+from tests.timing import until
 
 
 async def test_demo_sidecar_runs_and_shows_failures() -> None:
@@ -98,10 +99,13 @@ async def test_demo_sidecar_for_the_panel_shares_identity_and_spares_panel_agent
                 headers={"Origin": panel_origin, "Access-Control-Request-Method": "GET"},
             ) as resp:
                 assert resp.status == 204 and resp.headers["Access-Control-Allow-Origin"] == panel_origin
-        await asyncio.sleep(0.5)
-        senders = await _rows(
-            demo, "SELECT agent_id, conversation_id FROM wa_messages WHERE direction = 'out'"
-        )
+        out_sql = "SELECT agent_id, conversation_id FROM wa_messages WHERE direction = 'out'"
+
+        async def traffic_sent() -> bool:
+            return any(r["conversation_id"] not in mine.values() for r in await _rows(demo, out_sql))
+
+        await until(traffic_sent, what="the demo's traffic agents sent something")
+        senders = await _rows(demo, out_sql)
         traffic = [r for r in senders if r["conversation_id"] not in mine.values()]
         assert traffic and {r["agent_id"] for r in traffic} <= {"alice", "bob"}  # never "you"
         assert [r for r in senders if r["agent_id"] == "you"] == [

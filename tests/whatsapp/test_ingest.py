@@ -249,9 +249,10 @@ async def test_status_before_send_response_is_correlated_by_callback_data(sideca
     await sidecar.deliver("webhook_inbound_text.json")
     import asyncio
 
-    gate = asyncio.Event()
+    gate, asked = asyncio.Event(), asyncio.Event()
 
     async def slow_accept(request):  # Meta answers only after the webhook got through
+        asked.set()
         await gate.wait()
         return __import__("httpx").Response(200, json={"messages": [{"id": WAMID_REPLY}]})
 
@@ -265,7 +266,7 @@ async def test_status_before_send_response_is_correlated_by_callback_data(sideca
     finally:
         changes.new_message_id = original
     assert status == 202
-    await asyncio.sleep(0.05)  # the send is now waiting on Meta
+    await asyncio.wait_for(asked.wait(), 10)  # the send is now waiting on Meta
     resp = await sidecar.post("webhook_status_delivered.json")
     assert resp.status == 200
     while await sidecar.service.process_now():

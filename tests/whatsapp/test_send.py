@@ -11,6 +11,7 @@ import pytest
 
 from controller.whatsapp.errors import NOT_SENT_CODE
 from controller.whatsapp.graph import GraphClient, NotSent, Unknown, text_payload
+from tests.timing import until
 from tests.whatsapp.conftest import (
     ACCESS_TOKEN,
     MARIA,
@@ -35,6 +36,10 @@ async def conversation(sc) -> int:
 async def out_row(sc) -> dict:
     [row] = await sc.rows("SELECT * FROM wa_messages WHERE direction = 'out'")
     return row
+
+
+async def _in_flight(sc) -> bool:
+    return bool((await out_row(sc))["in_flight"])
 
 
 async def test_text_send_stores_the_wamid_and_sends_meta_the_right_request(sidecar) -> None:
@@ -307,10 +312,7 @@ async def test_interrupted_send_becomes_unknown_after_a_restart(make_sidecar) ->
 
     first.meta.post(SEND_URL).mock(side_effect=never)
     await first.send_text(cid, "oi")
-    for _ in range(100):
-        if (await out_row(first))["in_flight"]:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: _in_flight(first), what="the send is in flight")
     await first.service.sender.close()  # the crash
     second = await make_sidecar()
     row = await out_row(second)
