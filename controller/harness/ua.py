@@ -340,6 +340,13 @@ class UaGroup:
         )
         return call_id
 
+    def set_behaviour(self, name: str, behaviour: Behaviour) -> None:
+        self._send({"cmd": "behaviour", "name": name, "behaviour": behaviour.wire()})
+
+    def respond(self, call_id: str, code: int) -> None:
+        """Answer (200) or refuse (486, 603, ...) a ringing offer by hand."""
+        self._send({"cmd": "respond", "id": call_id, "code": code})
+
     def hangup(self, call_id: str) -> None:
         self._send({"cmd": "hangup", "id": call_id})
 

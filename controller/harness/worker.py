@@ -10,6 +10,8 @@ Commands (one JSON object per line, ``cmd`` says which):
   caller     name, user, password, display
   register / unregister   name
   call       ua, id, to (SIP URI), headers{}, hangup_after, cancel_after, dtmf, dtmf_after
+  behaviour  name, behaviour{}    (for the next offers)
+  respond    id, code           (answer 200 / refuse 4xx-6xx an offer by hand)
   hangup     id (a call id: ours for outgoing calls, the "incoming" event's for incoming ones)
   dtmf       id, digits
   quit
@@ -189,6 +191,10 @@ class Worker:
             call = self.calls.get(c["id"])
             if call:
                 call.end()
+        elif kind == "behaviour":
+            self.accounts[c["name"]].behaviour = c.get("behaviour") or {}
+        elif kind == "respond":
+            self.calls[c["id"]].respond(int(c["code"]))
         elif kind == "dtmf":
             self.calls[c["id"]].send_dtmf(str(c["digits"]))
         elif kind == "quit":
