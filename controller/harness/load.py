@@ -178,10 +178,10 @@ async def run_load(
             progress(i + 1, total)
     offered_for = loop.time() - t0
     deadline = loop.time() + drain
-    for group in callers:
-        for call in sorted(group.live_calls()):
-            with contextlib.suppress(HarnessError):  # still up at the deadline: reported as unfinished
-                await group.ended(call, timeout=max(0.01, deadline - loop.time()))
+    for i, p in enumerate(placed):
+        with contextlib.suppress(HarnessError):  # still up at the deadline: reported as unfinished
+            await callers[i % len(callers)].ended(p.call, timeout=max(0.01, deadline - loop.time()))
+    await agents.settle(timeout=max(1.0, deadline - loop.time()))
     caller_events = [e for c, m in zip(callers, caller_marks, strict=True) for e in c.events[m:]]
     summary = summarize(placed, caller_events, agents.events[agent_mark:], offered_for)
     return {"label": plan.label, "exten": plan.exten, "rate": plan.rate, "duration": plan.duration} | summary

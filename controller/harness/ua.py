@@ -228,6 +228,22 @@ class UaGroup:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
 
+    async def sync(self, timeout: float = 10) -> None:
+        """Return once every event the worker wrote so far has been read (a ping barrier)."""
+        token = next(self._ids)
+        mark = self.mark()
+        self._send({"cmd": "ping", "id": token})
+        await self.wait(lambda e: e["ev"] == "pong" and e["id"] == token, timeout, what="pong", start=mark)
+
+    async def settle(self, timeout: float = 10) -> None:
+        """Wait until every call this worker knows of has ended (or ``timeout``)."""
+        await self.sync(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for call in sorted(self.live_calls()):
+            with contextlib.suppress(HarnessError):
+                await self.ended(call, timeout=max(0.01, deadline - loop.time()))
+
     def mark(self) -> int:
         """Index to pass as ``start=`` to wait only for what happens from now on."""
         return len(self.events)

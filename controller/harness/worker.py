@@ -14,6 +14,7 @@ Commands (one JSON object per line, ``cmd`` says which):
   respond    id, code           (answer 200 / refuse 4xx-6xx an offer by hand)
   hangup     id (a call id: ours for outgoing calls, the "incoming" event's for incoming ones)
   dtmf       id, digits
+  ping       id                 (answered by "pong": every event before it has been written)
   quit
 Events carry ``ev`` and ``t`` (unix time when it happened, so two processes' events compare).
 """
@@ -197,6 +198,8 @@ class Worker:
             self.calls[c["id"]].respond(int(c["code"]))
         elif kind == "dtmf":
             self.calls[c["id"]].send_dtmf(str(c["digits"]))
+        elif kind == "ping":
+            self.emit("pong", id=c.get("id"))
         elif kind == "quit":
             self.stop = True
         else:
@@ -335,13 +338,13 @@ class Call(pj.Call):
         prm.statusCode = code
         if reason:
             prm.reason = reason
-        t = time.time()
+        # reported first: pjsua sends (and runs state callbacks) inside answer()/hangup()
+        self.w.emit("sent", ua=self.acc.name, call=self.id, code=code)
         if code >= 300:
             self.ending_by_us = "reject"
             self.hangup(prm)
         else:
             self.answer(prm)
-        self.w.emit("sent", t=t, ua=self.acc.name, call=self.id, code=code)
 
     def end(self, how: str = "hangup") -> None:
         """BYE when up, CANCEL while ringing out, 603 for an offer not yet answered."""

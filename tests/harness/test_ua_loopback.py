@@ -20,6 +20,7 @@ async def test_answer_rings_then_answers_and_agent_hangs_up_after_talk(phones):
     end = await callers.ended(call)
     assert end["answered"] and end["by"] == "far end"
     incoming = await agents.incoming("a1")
+    await agents.ended(incoming["call"])  # the two processes' events arrive in any order
     leg = agents.record(incoming["call"])
     assert leg.sent_codes == [180, 200]
     sent_200 = leg.first("sent", code=200)
@@ -42,6 +43,7 @@ async def test_refusals_send_their_code(phones, mode, code, provisional):
     end = await callers.ended(call)
     assert (end["code"], end["answered"]) == (code, False)
     incoming = await agents.incoming("a1")
+    await agents.ended(incoming["call"])
     assert agents.record(incoming["call"]).sent_codes == [*provisional, code]
 
 
@@ -88,6 +90,7 @@ async def test_desktop_phone_answers_only_an_invite_with_auto_answer_headers(pho
     end = await callers.ended(call)
     assert end["answered"]
     offer = await agents.incoming("desk")
+    await agents.ended(offer["call"])
     assert offer["auto_answer"] == auto
     assert agents.record(offer["call"]).sent_codes == [180, 200]
 
@@ -95,6 +98,7 @@ async def test_desktop_phone_answers_only_an_invite_with_auto_answer_headers(pho
     plain = callers.call("cust", uri(agents, "desk"), cancel_after=0.3)
     assert not (await callers.ended(plain))["answered"]
     offer = await agents.incoming("desk", start=mark)
+    await agents.ended(offer["call"])
     assert offer["auto_answer"] == {}
     assert agents.record(offer["call"]).sent_codes == [180]
 
