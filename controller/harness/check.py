@@ -13,11 +13,12 @@ timing luck.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
+import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +26,7 @@ import httpx
 from controller.acd.setup import Acceptance, AcdSetup, QueueConfig
 from controller.harness.ua import Behaviour, Event, HarnessError, UaGroup
 
-NO_AUTO_ANSWER = ("Alert-Info", "Call-Info")
+BUSY_STATES = ("talking", "ringing", "wrapup", "delayed")  # the API's agent states still to wait out
 
 
 class Failed(AssertionError):
@@ -145,6 +146,7 @@ class Deployment:
     caller_password: str = ""
     agent_password: str = "{user}"  # template: {user} = the endpoint's name (agent1)
     queue: str = ""
+    events_path: str = ""  # write every SIP event of the run here (JSON lines), for a closer look
 
     def user_of(self, agent_id: str) -> str:
         return self.setup.agents[agent_id].endpoint.split("/", 1)[1]
@@ -216,24 +218,42 @@ class Checker:
             start=start,
         )
 
-    def invite_time(self, call: str) -> float:
-        ev = self.callers.record(call).first("invite_sent")
-        assert ev is not None
+    async def invite_time(self, call: str) -> float:
+        ev = await self.callers.wait(
+            lambda e: e["ev"] == "invite_sent" and e["call"] == call, what="INVITE sent"
+        )
         return ev["t"]
 
     async def cleanup(self) -> None:
+        """End every call, then wait until the agents are free again (wrap-up, pauses), so the
+        next scenario starts from idle agents and measures the controller, not a wrap-up."""
+        await self.callers.sync()
+        await self.agents.sync()
         for call in self.callers.live_calls():
             self.callers.hangup(call)
-        deadline = time.monotonic() + 10
-        while self.callers.live_calls() or self.agents.live_calls():
-            if time.monotonic() > deadline:
-                raise Failed(
-                    f"calls still up: {sorted(self.callers.live_calls() | self.agents.live_calls())}"
-                )
-            for call in self.callers.live_calls():
-                self.callers.hangup(call)
-            with contextlib.suppress(HarnessError):
-                await self.callers.wait(lambda e: e["ev"] == "state", 0.5, start=len(self.callers.events))
+        await self.callers.settle(timeout=10)
+        await self.agents.settle(timeout=10)
+        left = self.callers.live_calls() | self.agents.live_calls()
+        if left:
+            raise Failed(f"calls still up: {sorted(left)}")
+        await self.agents_idle()
+
+    async def agents_idle(self) -> None:
+        """Every agent available in the controller's API (or, without a token, the longest pause)."""
+        q = self.queue
+        if not self.dep.api_token:
+            await asyncio.sleep(max(q.wrapup, q.reject_delay, q.busy_delay, q.no_answer_delay) + 0.5)
+            return
+        headers = {"Authorization": f"Bearer {self.dep.api_token}"}
+        async with httpx.AsyncClient(base_url=self.dep.api_url, headers=headers, timeout=5) as http:
+            for _ in range(300):
+                resp = await http.get("/api/agents")
+                resp.raise_for_status()
+                busy = [a["id"] for a in resp.json()["agents"] if a["state"] in BUSY_STATES]
+                if not busy:
+                    return
+                await asyncio.sleep(0.1)
+        raise Failed(f"agents not available again within 30 s: {busy}")
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -273,7 +293,7 @@ async def accept(c: Checker) -> dict[str, float]:
     c.callers.hangup(call)
     end = await c.agents.ended(offer["call"])
     c.last_answer_end = (offer["ua"], end["t"])
-    measured = {"INVITE->agent INVITE": offer["t"] - c.invite_time(call)}
+    measured = {"INVITE->agent INVITE": offer["t"] - await c.invite_time(call)}
     if sent and answered["t"] >= sent["t"]:
         measured["agent 200->caller 200"] = answered["t"] - sent["t"]
     return measured
@@ -341,7 +361,7 @@ async def offline_skipped(c: Checker) -> dict[str, float]:
         _expect(offer["ua"] != offline, f"{offline} is offline but was offered the call")
         c.callers.hangup(call)
         await c.agents.ended(offer["call"])
-        return {"INVITE->agent INVITE": offer["t"] - c.invite_time(call)}
+        return {"INVITE->agent INVITE": offer["t"] - await c.invite_time(call)}
     finally:
         await c.agents.register(offline)
 
@@ -444,7 +464,7 @@ async def overflow(c: Checker) -> dict[str, float]:
         raise Skipped("no queue with max_wait + overflow and an extension")
     mark = c.agents.mark()
     call, number, _ = c.place(q.name)
-    t0 = c.invite_time(call)
+    t0 = await c.invite_time(call)
     offer = await c.offer(number, mark, timeout=q.max_wait + 10)
     stopped = await c.agents.ended(offer["call"], timeout=q.max_wait + 10)
     _expect(call in c.callers.live_calls(), "caller was hung up at max_wait instead of overflowing")
@@ -480,3 +500,6 @@ async def run_check(dep: Deployment, progress: Callable[[str], None] | None = No
     finally:
         await callers.close()
         await agents.close()
+        if dep.events_path:
+            events = sorted(agents.events + callers.events, key=lambda e: e["t"])
+            Path(dep.events_path).write_text("".join(json.dumps(e) + "\n" for e in events))  # noqa: ASYNC240
