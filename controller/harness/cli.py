@@ -138,19 +138,18 @@ def _deployment(args: argparse.Namespace) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
+    args.exten_list = args.exten if args.harness_command == "check" else []
+    try:
+        dep = _deployment(args)
+    except argparse.ArgumentTypeError as exc:
+        print(f"acdctl harness: {exc}", file=sys.stderr)
+        return 2
     if importlib.util.find_spec("pjsua2") is None:
         print(MISSING, file=sys.stderr)
         return 2
     if args.harness_command == "check":
-        args.exten_list = args.exten
-        try:
-            dep = _deployment(args)
-        except argparse.ArgumentTypeError as exc:
-            print(f"acdctl harness: {exc}", file=sys.stderr)
-            return 2
         return asyncio.run(_check(dep))
-    args.exten_list = []
-    return asyncio.run(_load(args, _deployment(args)))
+    return asyncio.run(_load(args, dep))
 
 
 async def _check(dep: Any) -> int:
