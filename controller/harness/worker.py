@@ -414,7 +414,16 @@ class Call(pj.Call):
         self.w.emit("dtmf", ua=self.acc.name, call=self.id, digit=prm.digit)
 
     def onCallMediaState(self, prm: Any) -> None:
-        pass  # null audio device: nothing to connect
+        """Connect the call to the (null) sound device like a real phone, so RTP flows both
+        ways from the start: Asterisk's strictrtp learns the source from that stream, and a
+        key press (RFC 4733) sent on a silent stream can be dropped while it learns."""
+        try:
+            aud = self.getAudioMedia(-1)
+            dev = pj.Endpoint.instance().audDevManager()
+            dev.getCaptureDevMedia().startTransmit(aud)
+            aud.startTransmit(dev.getPlaybackDevMedia())
+        except pj.Error:
+            pass  # no active audio (yet): nothing to connect
 
 
 def main(argv: list[str] | None = None) -> int:
