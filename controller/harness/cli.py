@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import json
 import math
 import os
 import sys
@@ -149,6 +150,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.harness_command == "check":
         return asyncio.run(_check(dep))
+    args.events_path_obj = Path(args.events) if args.events else None
     return asyncio.run(_load(args, dep))
 
 
@@ -166,7 +168,7 @@ async def _check(dep: Any) -> int:
 async def _load(args: argparse.Namespace, dep: Any) -> int:
     from controller.harness.load import LoadPlan, ProgressBar, mixed_behaviours, run_load
     from controller.harness.report import format_table, plot, write_json
-    from controller.harness.ua import UaGroup
+    from controller.harness.ua import CALLS_PER_WORKER, PHONES_PER_WORKER, UaGroup
 
     agent_ids = [
         a.id
@@ -174,37 +176,37 @@ async def _load(args: argparse.Namespace, dep: Any) -> int:
         if not args.queue or any(m.queue == args.queue for m in a.queues)
     ]
     behaviours = mixed_behaviours(args.agents.split(","), len(agent_ids))
-    n_callers = max(1, math.ceil(max(args.rates) / 10))
-    agents = UaGroup("agents")
+    # a call holds a caller slot from INVITE to hang-up (ring + talk + refusals): ~2 s each
+    n_callers = max(2, math.ceil(max(args.rates) * 2 / CALLS_PER_WORKER))
+    agent_groups = [UaGroup(f"agents{i}") for i in range(math.ceil(len(agent_ids) / PHONES_PER_WORKER))]
     callers = [UaGroup(f"callers{i}") for i in range(n_callers)]
     runs: list[dict[str, Any]] = []
     try:
-        await agents.start(max_calls=256)
-        for agent_id, behaviour in zip(agent_ids, behaviours, strict=True):
+        for i, (agent_id, behaviour) in enumerate(zip(agent_ids, behaviours, strict=True)):
+            group = agent_groups[i // PHONES_PER_WORKER]
+            if i % PHONES_PER_WORKER == 0:
+                await group.start(max_calls=64)
             user = dep.user_of(agent_id)
-            await agents.add_agent(
-                agent_id,
-                behaviour,
-                user=user,
-                password=dep.agent_password.format(user=user),
-                registrar=dep.pbx,
-            )
+            password = dep.agent_password.format(user=user)
+            await group.add_agent(agent_id, behaviour, user=user, password=password, registrar=dep.pbx)
         for group in callers:
             await group.start(max_calls=256)
             await group.add_caller("caller", user=dep.caller_user, password=dep.caller_password, host=dep.pbx)
-        targets = [("controller", args.exten)] + (
-            [("app_queue", args.compare_exten)] if args.compare_exten else []
-        )
+        targets = [("controller", args.exten)]
+        if args.compare_exten:
+            targets.append(("app_queue", args.compare_exten))
         for rate in args.rates:
             for label, exten in targets:
                 plan = LoadPlan(rate, args.duration, exten, label, patience=args.patience)
                 bar = ProgressBar(sys.stderr, f"{label:>10} {rate:g}/s")
-                runs.append(await run_load(plan, agents, callers, dep.pbx, progress=bar))
+                runs.append(await run_load(plan, agent_groups, callers, dep.pbx, progress=bar))
                 await asyncio.sleep(2)  # let wrap-up and pauses of the previous run pass
     finally:
-        for group in callers:
+        for group in [*callers, *agent_groups]:
             await group.close()
-        await agents.close()
+        if args.events:
+            events = sorted((e for g in [*callers, *agent_groups] for e in g.events), key=lambda e: e["t"])
+            args.events_path_obj.write_text("".join(json.dumps(e) + "\n" for e in events))
     meta = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "pbx": dep.pbx,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controller.harness.ua import Behaviour, Event, HarnessError, UaGroup
+from controller.harness.ua import CALLS_PER_WORKER, Behaviour, Event, HarnessError, UaGroup
 
 METRICS = {
     "invite_to_agent": "caller INVITE -> first agent INVITE",
@@ -76,7 +76,12 @@ def summarize(
         invite = next((e for e in evs if e["ev"] == "invite_sent"), None)
         if invite is None:
             failed += 1
-            errors.append(f"{p.call}: never sent")
+            why = (
+                "no free caller slot (add caller processes)"
+                if p.call.startswith("not-placed")
+                else "never sent"
+            )
+            errors.append(f"{p.call}: {why}")
             continue
         invites.append(invite["t"])
         confirmed = next((e for e in evs if e["ev"] == "state" and e["state"] == "CONFIRMED"), None)
@@ -142,7 +147,7 @@ class LoadPlan:
 
 async def run_load(
     plan: LoadPlan,
-    agents: UaGroup,
+    agent_groups: Sequence[UaGroup],
     callers: Sequence[UaGroup],
     pbx: str,
     *,
@@ -151,11 +156,12 @@ async def run_load(
 ) -> dict[str, Any]:
     """Offer ``rate`` calls/s for ``duration`` s round-robin over the caller processes, wait for
     every call to end (at most ``drain`` s), and summarize from that run's events only."""
-    agent_mark = agents.mark()
+    agent_marks = [g.mark() for g in agent_groups]
     caller_marks = [c.mark() for c in callers]
     total = max(1, round(plan.rate * plan.duration))
     base = int(time.time() * 10) % 10_000_000 * 1000
     placed: list[Placed] = []
+    owner: dict[str, UaGroup] = {}
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     for i in range(total):
@@ -164,7 +170,10 @@ async def run_load(
         if delay > 0:
             await asyncio.sleep(delay)
         number = str(base + i)
-        group = callers[i % len(callers)]
+        group = min(callers, key=lambda g: len(g.outstanding))
+        if len(group.outstanding) >= CALLS_PER_WORKER:
+            placed.append(Placed(f"not-placed-{i}", number))  # counted as failed: harness too small
+            continue
         headers = {"P-Asserted-Identity": f'"Load {i}" <sip:{number}@{pbx}>'}
         call = group.call(
             "caller",
@@ -174,16 +183,20 @@ async def run_load(
             hangup_after=plan.patience,
         )
         placed.append(Placed(call, number))
+        owner[call] = group
         if progress:
             progress(i + 1, total)
     offered_for = loop.time() - t0
     deadline = loop.time() + drain
-    for i, p in enumerate(placed):
-        with contextlib.suppress(HarnessError):  # still up at the deadline: reported as unfinished
-            await callers[i % len(callers)].ended(p.call, timeout=max(0.01, deadline - loop.time()))
-    await agents.settle(timeout=max(1.0, deadline - loop.time()))
+    for p in placed:
+        if p.call in owner:
+            with contextlib.suppress(HarnessError):  # still up at the deadline: reported as unfinished
+                await owner[p.call].ended(p.call, timeout=max(0.01, deadline - loop.time()))
+    for g in agent_groups:
+        await g.settle(timeout=max(1.0, deadline - loop.time()))
     caller_events = [e for c, m in zip(callers, caller_marks, strict=True) for e in c.events[m:]]
-    summary = summarize(placed, caller_events, agents.events[agent_mark:], offered_for)
+    agent_events = [e for g, m in zip(agent_groups, agent_marks, strict=True) for e in g.events[m:]]
+    summary = summarize(placed, caller_events, agent_events, offered_for)
     return {"label": plan.label, "exten": plan.exten, "rate": plan.rate, "duration": plan.duration} | summary
 
 

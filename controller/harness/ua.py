@@ -101,6 +101,11 @@ class CallRecord:
         return self.first("state", state="DISCONNECTED")
 
 
+# The pjsua2-python 2.15.1 wheel allows 8 accounts and only 4 concurrent calls per process.
+CALLS_PER_WORKER = 4
+PHONES_PER_WORKER = 2  # agents per process under load: a leg ending while the next rings needs 2 slots each
+
+
 class UaGroup:
     """A pjsua2 worker process holding any number of agent and caller accounts."""
 
@@ -116,6 +121,8 @@ class UaGroup:
         self.stderr_tail: list[str] = []
         self._stderr_task: asyncio.Task[None] | None = None
         self.closed = False
+        self.outstanding: set[str] = set()  # calls placed here and not yet ended (or failed)
+        self._errors_logged = 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -180,8 +187,12 @@ class UaGroup:
             except ValueError:
                 continue  # not ours (pjlib chatter is sent to stderr, but be safe)
             self.events.append(event)
-            if event.get("ev") == "error":
-                log.warning("harness UA %s: %s", self.name, event)
+            kind = event.get("ev")
+            if kind == "error" or (kind == "state" and event.get("state") == "DISCONNECTED"):
+                self.outstanding.discard(event.get("call", ""))
+            if kind == "error" and self._errors_logged < 5:
+                self._errors_logged += 1
+                log.warning("harness UA %s: %s", self.name, event.get("error"))
             self._changed.set()
         self.events.append({"ev": "exited", "t": 0})
         self._changed.set()
@@ -274,9 +285,11 @@ class UaGroup:
                 "behaviour": behaviour.wire(),
             }
         )
-        await self.wait(
+        ev = await self.wait(
             lambda e: e["ev"] in ("account", "error") and e.get("ua", name) == name, timeout, start=mark
         )
+        if ev["ev"] == "error":
+            raise HarnessError(f"agent {name}: {ev['error']}")
         if registrar:
             await self.wait_registered(name, True, timeout=timeout, start=mark)
 
@@ -341,6 +354,7 @@ class UaGroup:
         """Place a call; returns its id. ``hangup_after`` counts from the answer, ``cancel_after``
         from the INVITE (only if not answered by then)."""
         call_id = f"{self.name}-{ua}-{next(self._ids)}"
+        self.outstanding.add(call_id)
         self._send(
             {
                 "cmd": "call",

@@ -40,6 +40,8 @@ import pjsua2 as pj
 _HEADER_RE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):\s*(.*?)\r?$", re.M)
 _NAME_NUM_RE = re.compile(r'^\s*(?:"([^"]*)"|([^<]*?))\s*<sip:([^@>;]*)@', re.I)
 AUTO_ANSWER_HEADERS = ("Alert-Info", "Call-Info")
+MAX_ACCOUNTS = 8  # PJSUA_MAX_ACC of the pjsua2-python 2.15.1 wheel
+MAX_CALLS = 4  # concurrent calls per process the wheel allows (PJ_ETOOMANY beyond), whatever maxCalls says
 
 
 def is_auto_answer(headers: dict[str, str]) -> bool:
@@ -125,20 +127,23 @@ class Worker:
                 if command is None:
                     self.stop = True
                     break
-                self._safe(lambda c=command: self.handle(c), where=str(command.get("cmd")))
+                self._safe(
+                    lambda c=command: self.handle(c), where=str(command.get("cmd")), call=command.get("id")
+                )
             now = time.monotonic()
             while self.timers and self.timers[0][0] <= now:
                 _, _, fn = heapq.heappop(self.timers)
                 self._safe(fn, where="timer")
         self.shutdown()
 
-    def _safe(self, fn: Callable[[], None], where: str) -> None:
+    def _safe(self, fn: Callable[[], None], where: str, call: Any = None) -> None:
+        extra = {"call": call} if call is not None else {}
         try:
             fn()
         except pj.Error as exc:
-            self.emit("error", where=where, error=exc.info())
+            self.emit("error", where=where, error=exc.info(), **extra)
         except Exception as exc:  # a bad command must not kill every UA of the process
-            self.emit("error", where=where, error=f"{type(exc).__name__}: {exc}")
+            self.emit("error", where=where, error=f"{type(exc).__name__}: {exc}", **extra)
 
     def _read_stdin(self) -> None:
         for line in sys.stdin:
@@ -209,6 +214,8 @@ class Worker:
         name = c["name"]
         if name in self.accounts:
             raise ValueError(f"account {name} exists")
+        if len(self.accounts) >= MAX_ACCOUNTS:  # pjsua would abort the whole process
+            raise ValueError(f"at most {MAX_ACCOUNTS} phones per worker process (pjsua's PJSUA_MAX_ACC)")
         user = c.get("user", name)
         registrar = c.get("registrar")
         host = registrar or f"127.0.0.1:{self.port}"

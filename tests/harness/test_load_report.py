@@ -78,8 +78,8 @@ async def test_run_load_over_loopback_counts_every_call(phones):
     await callers.add_caller("caller", host=pbx)
     seen = []
     result = await run_load(
-        LoadPlan(rate=20, duration=0.5, exten="a1", label="loopback", patience=5),
-        agents,
+        LoadPlan(rate=10, duration=1.0, exten="a1", label="loopback", patience=5),
+        [agents],
         [callers],
         pbx,
         progress=lambda done, total: seen.append((done, total)),
