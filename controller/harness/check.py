@@ -216,7 +216,7 @@ class Checker:
         return await self.agents.wait(
             lambda e: e["ev"] == "incoming" and e["number"] == number and e["ua"] not in exclude,
             timeout,
-            what=f"an offer for caller {number}",
+            what=f"offer for caller {number}",
             start=start,
         )
 
