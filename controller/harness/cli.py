@@ -168,7 +168,7 @@ async def _check(dep: Any) -> int:
 async def _load(args: argparse.Namespace, dep: Any) -> int:
     from controller.harness.load import LoadPlan, ProgressBar, mixed_behaviours, run_load
     from controller.harness.report import format_table, plot, write_json
-    from controller.harness.ua import CALLS_PER_WORKER, PHONES_PER_WORKER, UaGroup
+    from controller.harness.ua import CALLS_PER_WORKER, UaGroup
 
     agent_ids = [
         a.id
@@ -178,19 +178,17 @@ async def _load(args: argparse.Namespace, dep: Any) -> int:
     behaviours = mixed_behaviours(args.agents.split(","), len(agent_ids))
     # a call holds a caller slot from INVITE to hang-up (ring + talk + refusals): ~2 s each
     n_callers = max(2, math.ceil(max(args.rates) * 2 / CALLS_PER_WORKER))
-    agent_groups = [UaGroup(f"agents{i}") for i in range(math.ceil(len(agent_ids) / PHONES_PER_WORKER))]
+    agents = UaGroup("agents")  # starts a worker process per PHONES_PER_WORKER agents
     callers = [UaGroup(f"callers{i}") for i in range(n_callers)]
     runs: list[dict[str, Any]] = []
     try:
-        for i, (agent_id, behaviour) in enumerate(zip(agent_ids, behaviours, strict=True)):
-            group = agent_groups[i // PHONES_PER_WORKER]
-            if i % PHONES_PER_WORKER == 0:
-                await group.start(max_calls=64)
+        await agents.start()
+        for agent_id, behaviour in zip(agent_ids, behaviours, strict=True):
             user = dep.user_of(agent_id)
             password = dep.agent_password.format(user=user)
-            await group.add_agent(agent_id, behaviour, user=user, password=password, registrar=dep.pbx)
+            await agents.add_agent(agent_id, behaviour, user=user, password=password, registrar=dep.pbx)
         for group in callers:
-            await group.start(max_calls=256)
+            await group.start()
             await group.add_caller("caller", user=dep.caller_user, password=dep.caller_password, host=dep.pbx)
         targets = [("controller", args.exten)]
         if args.compare_exten:
@@ -199,13 +197,13 @@ async def _load(args: argparse.Namespace, dep: Any) -> int:
             for label, exten in targets:
                 plan = LoadPlan(rate, args.duration, exten, label, patience=args.patience)
                 bar = ProgressBar(sys.stderr, f"{label:>10} {rate:g}/s")
-                runs.append(await run_load(plan, agent_groups, callers, dep.pbx, progress=bar))
+                runs.append(await run_load(plan, [agents], callers, dep.pbx, progress=bar))
                 await asyncio.sleep(2)  # let wrap-up and pauses of the previous run pass
     finally:
-        for group in [*callers, *agent_groups]:
+        for group in [*callers, agents]:
             await group.close()
         if args.events:
-            events = sorted((e for g in [*callers, *agent_groups] for e in g.events), key=lambda e: e["t"])
+            events = sorted((e for g in [*callers, agents] for e in g.events), key=lambda e: e["t"])
             args.events_path_obj.write_text("".join(json.dumps(e) + "\n" for e in events))
     meta = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

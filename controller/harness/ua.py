@@ -103,69 +103,125 @@ class CallRecord:
 
 # The pjsua2-python 2.15.1 wheel allows 8 accounts and only 4 concurrent calls per process.
 CALLS_PER_WORKER = 4
-PHONES_PER_WORKER = 2  # agents per process under load: a leg ending while the next rings needs 2 slots each
+PHONES_PER_WORKER = 2  # a leg ending while the next rings needs 2 call slots per phone
+
+
+class _Worker:
+    """One pjsua2 subprocess of a group."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.proc: asyncio.subprocess.Process | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+        self.phones = 0
+        self.stderr_tail: list[str] = []
+
+    def send(self, command: dict[str, Any]) -> None:
+        if self.proc is None or self.proc.stdin is None or self.proc.stdin.is_closing():
+            raise HarnessError("UA worker is not running")
+        self.proc.stdin.write((json.dumps(command) + "\n").encode())
 
 
 class UaGroup:
-    """A pjsua2 worker process holding any number of agent and caller accounts."""
+    """Agent and caller phones in pjsua2 worker subprocesses, as one stream of events.
 
-    def __init__(self, name: str = "ua", python: str | None = None) -> None:
+    The pjsua2 wheel allows 8 accounts and 4 concurrent calls per process, so a group starts
+    another worker every ``phones_per_worker`` phones; commands go to the worker that owns the
+    phone or call, and all workers' events land in ``events`` in the order they arrive.
+    """
+
+    def __init__(
+        self, name: str = "ua", python: str | None = None, phones_per_worker: int = PHONES_PER_WORKER
+    ):
         self.name = name
         self.python = python or sys.executable
+        self.phones_per_worker = phones_per_worker
         self.events: list[Event] = []
-        self.port = 0
-        self._proc: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self.port = 0  # the first worker's SIP port
+        self._workers: list[_Worker] = []
+        self._owner: dict[str, _Worker] = {}  # phone name or call id -> worker
         self._changed = asyncio.Event()
         self._ids = itertools.count(1)
-        self.stderr_tail: list[str] = []
-        self._stderr_task: asyncio.Task[None] | None = None
+        self._start_args: dict[str, Any] = {}
         self.closed = False
         self.outstanding: set[str] = set()  # calls placed here and not yet ended (or failed)
         self._errors_logged = 0
 
+    @property
+    def stderr_tail(self) -> list[str]:
+        return [line for w in self._workers for line in w.stderr_tail]
+
     # ------------------------------------------------------------ lifecycle
 
     async def start(
-        self, port: int = 0, max_calls: int = 128, media_port: int = 0, timeout: float = 10
-    ) -> None:
-        self._proc = await asyncio.create_subprocess_exec(
+        self, port: int = 0, max_calls: int = CALLS_PER_WORKER, media_port: int = 0, timeout: float = 10
+    ):
+        """Start the first worker (more start as phones are added)."""
+        self._start_args = {"max_calls": max_calls, "media_port": media_port, "timeout": timeout}
+        worker = await self._spawn(port)
+        self.port = worker.port
+
+    async def _spawn(self, port: int = 0) -> _Worker:
+        args = self._start_args or {"max_calls": CALLS_PER_WORKER, "media_port": 0, "timeout": 10}
+        worker = _Worker(len(self._workers))
+        worker.proc = await asyncio.create_subprocess_exec(
             self.python,
             "-m",
             "controller.harness.worker",
             "--port",
             str(port),
             "--max-calls",
-            str(max_calls),
+            str(args["max_calls"]),
             "--media-port",
-            str(media_port),
+            str(args["media_port"]),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             limit=1 << 22,
         )
-        self._reader = asyncio.create_task(self._read())
-        self._stderr_task = asyncio.create_task(self._read_stderr())
-        ready = await self.wait(lambda e: e["ev"] == "ready", timeout=timeout, what="worker ready")
-        self.port = ready["port"]
+        self._workers.append(worker)
+        mark = self.mark()
+        worker.tasks = [
+            asyncio.create_task(self._read(worker)),
+            asyncio.create_task(self._read_stderr(worker)),
+        ]
+        ready = await self.wait(
+            lambda e: e["ev"] == "ready" and e.get("worker") == worker.index,
+            timeout=args["timeout"],
+            what="worker ready",
+            start=mark,
+        )
+        worker.port = ready["port"]
+        return worker
+
+    async def _worker_for_new_phone(self) -> _Worker:
+        for worker in self._workers:
+            if worker.phones < self.phones_per_worker:
+                return worker
+        return await self._spawn()
 
     async def close(self, timeout: float = 5) -> None:
-        if self.closed or self._proc is None:
+        if self.closed:
             return
         self.closed = True
-        proc = self._proc
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self._send({"cmd": "quit"})
-            if proc.stdin:
-                proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            log.warning("harness UA worker %s did not stop; killing pid %s", self.name, proc.pid)
-            proc.kill()
-            await proc.wait()
-        for task in (self._reader, self._stderr_task):
-            if task:
+        for worker in self._workers:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, HarnessError):
+                worker.send({"cmd": "quit"})
+                if worker.proc and worker.proc.stdin:
+                    worker.proc.stdin.close()
+        for worker in self._workers:
+            proc = worker.proc
+            assert proc is not None
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                log.warning(
+                    "harness UA worker %s/%d did not stop; killing pid %s", self.name, worker.index, proc.pid
+                )
+                proc.kill()
+                await proc.wait()
+            for task in worker.tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
@@ -176,39 +232,47 @@ class UaGroup:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _read(self) -> None:
-        assert self._proc and self._proc.stdout
+    async def _read(self, worker: _Worker) -> None:
+        assert worker.proc and worker.proc.stdout
         while True:
-            line = await self._proc.stdout.readline()
+            line = await worker.proc.stdout.readline()
             if not line:
                 break
             try:
                 event = json.loads(line)
             except ValueError:
                 continue  # not ours (pjlib chatter is sent to stderr, but be safe)
+            event["worker"] = worker.index
             self.events.append(event)
             kind = event.get("ev")
+            if kind == "incoming":
+                self._owner[event["call"]] = worker
             if kind == "error" or (kind == "state" and event.get("state") == "DISCONNECTED"):
                 self.outstanding.discard(event.get("call", ""))
             if kind == "error" and self._errors_logged < 5:
                 self._errors_logged += 1
                 log.warning("harness UA %s: %s", self.name, event.get("error"))
             self._changed.set()
-        self.events.append({"ev": "exited", "t": 0})
+        self.events.append({"ev": "exited", "t": 0, "worker": worker.index})
         self._changed.set()
 
-    async def _read_stderr(self) -> None:
-        assert self._proc and self._proc.stderr
+    async def _read_stderr(self, worker: _Worker) -> None:
+        assert worker.proc and worker.proc.stderr
         while True:
-            line = await self._proc.stderr.readline()
+            line = await worker.proc.stderr.readline()
             if not line:
                 break
-            self.stderr_tail = [*self.stderr_tail[-30:], line.decode(errors="replace").rstrip()]
+            worker.stderr_tail = [*worker.stderr_tail[-30:], line.decode(errors="replace").rstrip()]
 
-    def _send(self, command: dict[str, Any]) -> None:
-        if self._proc is None or self._proc.stdin is None:
-            raise HarnessError(f"UA worker {self.name} is not running")
-        self._proc.stdin.write((json.dumps(command) + "\n").encode())
+    def _send(self, command: dict[str, Any], to: str | None = None) -> None:
+        """Send to the worker owning ``to`` (a phone or call), else the first worker."""
+        if not self._workers:
+            raise HarnessError(f"UA group {self.name} is not started")
+        worker = self._owner.get(to, self._workers[0]) if to else self._workers[0]
+        try:
+            worker.send(command)
+        except HarnessError as exc:
+            raise HarnessError(f"UA worker {self.name}/{worker.index} is not running") from exc
 
     # ------------------------------------------------------------ waiting
 
@@ -240,11 +304,18 @@ class UaGroup:
                 await asyncio.wait_for(self._changed.wait(), remaining)
 
     async def sync(self, timeout: float = 10) -> None:
-        """Return once every event the worker wrote so far has been read (a ping barrier)."""
+        """Return once every event the workers wrote so far has been read (a ping barrier)."""
         token = next(self._ids)
         mark = self.mark()
-        self._send({"cmd": "ping", "id": token})
-        await self.wait(lambda e: e["ev"] == "pong" and e["id"] == token, timeout, what="pong", start=mark)
+        for worker in self._workers:
+            worker.send({"cmd": "ping", "id": token})
+        for worker in self._workers:
+            await self.wait(
+                lambda e, i=worker.index: e["ev"] == "pong" and e["id"] == token and e["worker"] == i,
+                timeout,
+                what="pong",
+                start=mark,
+            )
 
     async def settle(self, timeout: float = 10) -> None:
         """Wait until every call this worker knows of has ended (or ``timeout``)."""
@@ -273,6 +344,7 @@ class UaGroup:
         timeout: float = 10,
     ) -> None:
         """An agent phone; with ``registrar`` it registers and this returns once it is."""
+        await self._place_phone(name)
         mark = self.mark()
         self._send(
             {
@@ -283,7 +355,8 @@ class UaGroup:
                 "registrar": registrar,
                 "expires": expires,
                 "behaviour": behaviour.wire(),
-            }
+            },
+            to=name,
         )
         ev = await self.wait(
             lambda e: e["ev"] in ("account", "error") and e.get("ua", name) == name, timeout, start=mark
@@ -302,6 +375,7 @@ class UaGroup:
         host: str | None = None,
         display: str | None = None,
     ) -> None:
+        await self._place_phone(name)
         mark = self.mark()
         self._send(
             {
@@ -311,11 +385,27 @@ class UaGroup:
                 "password": password,
                 "registrar": host,
                 "display": display,
-            }
+            },
+            to=name,
         )
-        ev = await self.wait(lambda e: e["ev"] in ("account", "error"), start=mark, what=f"caller {name}")
+        ev = await self.wait(
+            lambda e: e["ev"] in ("account", "error") and e.get("ua", name) == name,
+            start=mark,
+            what=f"caller {name}",
+        )
         if ev["ev"] == "error":
             raise HarnessError(f"caller {name}: {ev['error']}")
+
+    def port_of(self, name: str) -> int:
+        """SIP port of the worker holding phone ``name`` (to call it directly, without a PBX)."""
+        return self._owner[name].port
+
+    async def _place_phone(self, name: str) -> None:
+        if name in self._owner:
+            raise HarnessError(f"phone {name} exists")
+        worker = await self._worker_for_new_phone()
+        worker.phones += 1
+        self._owner[name] = worker
 
     async def wait_registered(self, name: str, active: bool, timeout: float = 10, start: int = 0) -> Event:
         ev = await self.wait(
@@ -330,12 +420,12 @@ class UaGroup:
 
     async def register(self, name: str) -> None:
         mark = self.mark()
-        self._send({"cmd": "register", "name": name})
+        self._send({"cmd": "register", "name": name}, to=name)
         await self.wait_registered(name, True, start=mark)
 
     async def unregister(self, name: str) -> None:
         mark = self.mark()
-        self._send({"cmd": "unregister", "name": name})
+        self._send({"cmd": "unregister", "name": name}, to=name)
         await self.wait(
             lambda e: e["ev"] == "reg" and e["ua"] == name, start=mark, what=f"{name} unregistered"
         )
@@ -355,6 +445,8 @@ class UaGroup:
         from the INVITE (only if not answered by then)."""
         call_id = f"{self.name}-{ua}-{next(self._ids)}"
         self.outstanding.add(call_id)
+        if ua in self._owner:
+            self._owner[call_id] = self._owner[ua]
         self._send(
             {
                 "cmd": "call",
@@ -366,22 +458,23 @@ class UaGroup:
                 "cancel_after": cancel_after,
                 "dtmf": dtmf,
                 "dtmf_after": dtmf_after,
-            }
+            },
+            to=call_id,
         )
         return call_id
 
     def set_behaviour(self, name: str, behaviour: Behaviour) -> None:
-        self._send({"cmd": "behaviour", "name": name, "behaviour": behaviour.wire()})
+        self._send({"cmd": "behaviour", "name": name, "behaviour": behaviour.wire()}, to=name)
 
     def respond(self, call_id: str, code: int) -> None:
         """Answer (200) or refuse (486, 603, ...) a ringing offer by hand."""
-        self._send({"cmd": "respond", "id": call_id, "code": code})
+        self._send({"cmd": "respond", "id": call_id, "code": code}, to=call_id)
 
     def hangup(self, call_id: str) -> None:
-        self._send({"cmd": "hangup", "id": call_id})
+        self._send({"cmd": "hangup", "id": call_id}, to=call_id)
 
     def dtmf(self, call_id: str, digits: str) -> None:
-        self._send({"cmd": "dtmf", "id": call_id, "digits": digits})
+        self._send({"cmd": "dtmf", "id": call_id, "digits": digits}, to=call_id)
 
     def record(self, call_id: str) -> CallRecord:
         evs = [e for e in self.events if e.get("call") == call_id]

@@ -148,3 +148,37 @@ async def test_waiting_for_an_event_that_never_comes_fails_clearly(phones):
     agents, _ = phones
     with pytest.raises(HarnessError, match="no INVITE at a9"):
         await agents.incoming("a9", timeout=0.05)
+
+
+async def test_a_group_spreads_phones_over_worker_processes_and_routes_commands():
+    """pjsua2 allows few accounts and calls per process: a group starts more workers as needed."""
+    pytest.importorskip("pjsua2")
+    agents, callers = UaGroup("agents", phones_per_worker=1), UaGroup("callers")
+    await agents.start()
+    await callers.start()
+    try:
+        await callers.add_caller("cust")
+        for name in ("a1", "a2", "a3"):
+            await agents.add_agent(name, Behaviour("noanswer"))
+        ports = {agents.port_of(n) for n in ("a1", "a2", "a3")}
+        assert len(ports) == 3
+        for name in ("a1", "a2", "a3"):
+            mark = agents.mark()
+            call = callers.call("cust", f"sip:{name}@127.0.0.1:{agents.port_of(name)}")
+            offer = await agents.incoming(name, start=mark)
+            agents.respond(offer["call"], 486)  # reaches the worker that got the INVITE
+            assert (await callers.ended(call))["code"] == 486
+        await agents.sync()
+    finally:
+        await agents.close()
+        await callers.close()
+
+
+async def test_a_worker_refuses_more_phones_than_pjsua_allows_instead_of_aborting():
+    pytest.importorskip("pjsua2")
+    async with UaGroup("many", phones_per_worker=20) as many:
+        for i in range(8):
+            await many.add_agent(f"a{i}", Behaviour("busy"))
+        with pytest.raises(HarnessError, match="at most 8 phones per worker"):
+            await many.add_agent("a8", Behaviour("busy"))
+        await many.sync()  # the worker is still alive
