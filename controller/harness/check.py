@@ -160,6 +160,12 @@ class Deployment:
             return [c["name"] for c in resp.json()]
 
 
+def left_behind(before: set[str], now: Sequence[str], ours: tuple[str, ...]) -> list[str]:
+    """Channels the check created and left: new since the start, and either on one of the
+    harness's endpoints or not a phone at all (music-on-hold announcers, Local channels)."""
+    return [n for n in now if n not in before and (n.startswith(ours) or not n.startswith("PJSIP/"))]
+
+
 class Checker:
     """What the scenarios share: the deployment, the agents' phones, the caller."""
 
@@ -501,9 +507,15 @@ async def run_check(dep: Deployment, progress: Callable[[str], None] | None = No
     await callers.start()
     try:
         checker = Checker(dep, agents, callers)
+        before = set(await dep.channels())  # calls of real customers going on: not ours
+        ours = tuple(f"PJSIP/{dep.user_of(a)}-" for a in dep.setup.agents) + (f"PJSIP/{dep.caller_user}-",)
         await checker.start()
+
+        async def leftovers() -> list[str]:
+            return left_behind(before, await dep.channels(), ours)
+
         return await run_scenarios(
-            SCENARIOS, checker, cleanup=checker.cleanup, leftovers=dep.channels, progress=progress
+            SCENARIOS, checker, cleanup=checker.cleanup, leftovers=leftovers, progress=progress
         )
     finally:
         await callers.close()

@@ -8,6 +8,7 @@ from controller.harness.check import (
     Skipped,
     exit_code,
     format_results,
+    left_behind,
     run_scenarios,
 )
 from controller.harness.ua import HarnessError
@@ -110,3 +111,20 @@ def test_the_built_in_list_covers_the_issue():
         "overflow",
     ):
         assert needle in names
+
+
+def test_left_behind_ignores_channels_that_are_not_the_checks():
+    before = {"PJSIP/provider-00000001"}
+    now = [
+        "PJSIP/provider-00000001",
+        "PJSIP/provider-00000009",
+        "PJSIP/agent1-0000000a",
+        "Announcer/ARI_MOH-00000004;1",
+        "PJSIP/harness-0000000b",
+    ]
+    ours = ("PJSIP/agent1-", "PJSIP/harness-")
+    assert left_behind(before, now, ours) == [
+        "PJSIP/agent1-0000000a",
+        "Announcer/ARI_MOH-00000004;1",
+        "PJSIP/harness-0000000b",
+    ]
