@@ -211,11 +211,12 @@ class Checker:
         )
 
     # --- helpers for scenarios
-    def place(self, queue: str | None = None, **kw: Any) -> tuple[str, str, Event | None]:
+    def place(self, queue: str | None = None, **kw: Any) -> tuple[str, str]:
+        """Call the queue's extension with a fresh caller number (it identifies the call at the agents)."""
         number = str(next(self.numbers))
         headers = {"P-Asserted-Identity": f'"Harness {number}" <sip:{number}@{self.dep.pbx}>'}
         call = self.callers.call("caller", self.exten_uri(queue), headers=headers, **kw)
-        return call, number, None
+        return call, number
 
     async def offer(self, number: str, start: int, exclude: Sequence[str] = (), timeout: float = 20) -> Event:
         """The next INVITE at an agent phone for the caller ``number``."""
@@ -275,7 +276,7 @@ def _expect(cond: bool, text: str) -> None:
 async def accept(c: Checker) -> dict[str, float]:
     """The first agent answers: the caller is connected to them and the call details were shown."""
     mark = c.agents.mark()
-    call, number, _ = c.place()
+    call, number = c.place()
     offer = await c.offer(number, mark, timeout=c.queue.ring_timeout + 10)
     c.first_agent = offer["ua"]
     _expect(
@@ -311,7 +312,7 @@ async def accept(c: Checker) -> dict[str, float]:
 async def call_details(c: Checker) -> dict[str, float]:
     """The agent's INVITE shows the caller, carries X-Acd-* and (answer/confirm) no auto-answer header."""
     mark = c.agents.mark()
-    call, number, _ = c.place()
+    call, number = c.place()
     offer = await c.offer(number, mark, timeout=c.queue.ring_timeout + 10)
     _expect(offer["number"] == number, f"agent sees number {offer['number']!r}, caller is {number}")
     _expect(bool(offer["display_name"]), "agent's INVITE has no display name")
@@ -324,7 +325,7 @@ async def call_details(c: Checker) -> dict[str, float]:
 
 async def _refuse_then_next(c: Checker, code: int) -> dict[str, float]:
     mark = c.agents.mark()
-    call, number, _ = c.place()
+    call, number = c.place()
     first = await c.offer(number, mark, timeout=c.queue.ring_timeout + 10)
     c.agents.respond(first["call"], code)
     sent = await c.agents.wait(
@@ -348,7 +349,7 @@ async def busy_next(c: Checker) -> dict[str, float]:
 async def no_answer_next(c: Checker) -> dict[str, float]:
     """Nobody picks up: after ring_timeout the phone stops and the next agent rings."""
     mark = c.agents.mark()
-    call, number, _ = c.place()
+    call, number = c.place()
     first = await c.offer(number, mark, timeout=c.queue.ring_timeout + 10)
     nxt = await c.offer(number, mark, exclude=[first["ua"]], timeout=c.queue.ring_timeout * 2 + 10)
     stopped = await c.agents.ended(first["call"], timeout=5)
@@ -365,7 +366,7 @@ async def offline_skipped(c: Checker) -> dict[str, float]:
     await c.agents.unregister(offline)
     try:
         mark = c.agents.mark()
-        call, number, _ = c.place()
+        call, number = c.place()
         offer = await c.offer(number, mark, timeout=c.queue.ring_timeout + 10)
         _expect(offer["ua"] != offline, f"{offline} is offline but was offered the call")
         c.callers.hangup(call)
@@ -378,7 +379,7 @@ async def offline_skipped(c: Checker) -> dict[str, float]:
 async def caller_abandons(c: Checker) -> dict[str, float]:
     """The caller hangs up while an agent rings: the agent's phone stops ringing."""
     mark = c.agents.mark()
-    call, number, _ = c.place()
+    call, number = c.place()
     offer = await c.offer(number, mark, timeout=c.queue.ring_timeout + 10)
     c.callers.hangup(call)
     hung = await c.callers.ended(call)
@@ -395,7 +396,7 @@ async def wrapup(c: Checker) -> dict[str, float]:
     assert c.last_answer_end is not None
     agent, ended = c.last_answer_end
     mark = c.agents.mark()
-    call, number, _ = c.place()
+    call, number = c.place()
     offer = await c.offer(number, mark, timeout=c.queue.ring_timeout + 10)
     in_wrapup = offer["t"] - ended < c.queue.wrapup
     _expect(not (offer["ua"] == agent and in_wrapup), f"{agent} offered a call during wrap-up")
@@ -409,7 +410,7 @@ async def confirm(c: Checker) -> dict[str, float]:
     if q is None or len(c.members(q.name)) < 2:
         raise Skipped("no confirm-mode queue with 2 agents")
     mark = c.agents.mark()
-    call, number, _ = c.place(q.name)
+    call, number = c.place(q.name)
     first = await c.offer(number, mark, timeout=q.ring_timeout + 10)
     c.agents.respond(first["call"], 200)
     await c.agents.wait(
@@ -439,7 +440,7 @@ async def desktop(c: Checker) -> dict[str, float]:
     if not c.dep.api_token:
         raise Skipped("no API token (--api-token)")
     members = c.members(q.name)
-    call, number, _ = c.place(q.name)
+    call, number = c.place(q.name)
     mark = c.agents.mark()
     headers = {"Authorization": f"Bearer {c.dep.api_token}"}
     async with httpx.AsyncClient(base_url=c.dep.api_url, headers=headers, timeout=5) as http:
@@ -476,7 +477,7 @@ async def overflow(c: Checker) -> dict[str, float]:
         raise Skipped("no queue with max_wait + overflow and an extension")
     members = c.members(q.name)
     mark = c.agents.mark()
-    call, number, _ = c.place(q.name)
+    call, number = c.place(q.name)
     t0 = await c.invite_time(call)
     moved = await c.offer(number, mark, exclude=members, timeout=q.max_wait + 15)
     waited = moved["t"] - t0
