@@ -27,6 +27,7 @@ from controller.config import (
     redact_url,
     setup_warnings,
 )
+from controller.harness import cli as harness_cli
 from controller.logs import setup_logging
 
 __all__ = ["build_parser", "format_summary", "main"]
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--config", type=Path, metavar="PATH", help="queue/agent TOML file (default: ACD_CONFIG)"
     )
+    harness_cli.add_parser(sub)  # `acdctl harness check|load` (optional extra, see README)
     return parser
 
 
@@ -343,6 +345,7 @@ _COMMANDS = {
     "check-config": _cmd_check_config,
     "sidecar": _cmd_sidecar,
     "db": _cmd_db,
+    "harness": harness_cli.main,
 }
 
 
