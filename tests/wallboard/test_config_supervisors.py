@@ -29,7 +29,8 @@ def write(tmp_path: Path, supervisors: str) -> Path:
 def test_supervisor_loads_with_its_queues_and_its_token_works(tmp_path):
     path = write(
         tmp_path,
-        f'[supervisors.sam]\nname = "Sam"\ntoken_sha256 = "{hash_token("sam-token").upper()}"\nqueues = ["sales"]\n',
+        f'[supervisors.sam]\nname = "Sam"\ntoken_sha256 = "{hash_token("sam-token").upper()}"\n'
+        'queues = ["sales"]\n',
     )
     load_setup(path)
     sups = load_supervisors(path)

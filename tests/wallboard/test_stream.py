@@ -110,7 +110,7 @@ async def test_supervisor_pauses_an_agent_of_its_queue_and_the_history_says_who(
         return bool(found)
 
     async with asyncio.timeout(10):
-        while not await poll():  # the writer commits in its own time
+        while not await poll():  # noqa: ASYNC110 - the writer commits in its own time
             await asyncio.sleep(0.02)
     assert found[0].state == "paused"
 
