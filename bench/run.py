@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "whatsapp": "bench.whatsapp",  # webhook ingest throughput and push latency, SQLite and PostgreSQL
     "store": "bench.store",  # history writer: reaction p99 with/without persistence, write throughput
     "panel": "bench.panel",  # what open agent panels cost the event loop, per offer and per tick
+    "wallboard": "bench.wallboard",  # what open supervisor wallboards cost the event loop
 }
 DEFAULT = "engine"
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.acd import commands as cmd
 from controller.store import reports
-from controller.wallboard.views import agent_view, queue_views, scoped_agent
+from controller.wallboard.views import agent_view, member_ids, queue_views, scoped_agent
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -87,6 +87,7 @@ class WallboardHub:
         self.agents: dict[str, dict[str, Any]] = {}  # base views (everything), by agent id
         self.queues: dict[str, dict[str, Any]] = {}  # base views, by queue name
         self.states: dict[str, str] = {}
+        self.members: dict[str, set[str]] = {}  # queue -> agent ids, kept with the views
         self._dirty_agents: set[str] = set()
         self._dirty_queues: set[str] = set()
         self._scheduled = False
@@ -204,7 +205,8 @@ class WallboardHub:
         for agent_id, agent in engine.agents.items():
             self.states[agent_id] = agent.status
             self.agents[agent_id] = agent_view(engine, agent_id, self.wall, now)
-        self.queues = queue_views(engine, engine.setup.queues, self.states, self.wall)
+        self.members = member_ids(engine)
+        self.queues = queue_views(engine, engine.setup.queues, self.states, self.wall, self.members)
 
     def _scoped_agents(self, scope: Scope) -> dict[str, dict[str, Any]]:
         out = {}
@@ -231,6 +233,8 @@ class WallboardHub:
                     self.states.pop(agent_id, None)
                     changed_agents[agent_id] = None
                     dirty_queues.update(before["queues"])
+                    for q in before["queues"]:
+                        self.members.get(q, set()).discard(agent_id)
                 continue
             status = agent.status
             since = before["since"] if before is not None and before["state"] == status else self._now_wall()
@@ -240,13 +244,18 @@ class WallboardHub:
                 changed_agents[agent_id] = view
                 if before is None or before["state"] != status:
                     dirty_queues.update(agent.penalties)
-                if before is not None and before["queues"] != view["queues"]:
-                    dirty_queues.update(before["queues"])
-                    dirty_queues.update(view["queues"])
+                if before is None or before["queues"] != view["queues"]:
+                    for q in before["queues"] if before is not None else ():
+                        self.members.get(q, set()).discard(agent_id)
+                        dirty_queues.add(q)
+                    for q in view["queues"]:
+                        self.members.setdefault(q, set()).add(agent_id)
+                        dirty_queues.add(q)
             self.states[agent_id] = status
         changed_queues = {}
         if dirty_queues:
-            for name, view in queue_views(engine, dirty_queues, self.states, self.wall).items():
+            views = queue_views(engine, dirty_queues, self.states, self.wall, self.members)
+            for name, view in views.items():
                 if self.queues.get(name) != view:
                     self.queues[name] = view
                     changed_queues[name] = view
@@ -283,8 +292,9 @@ class WallboardHub:
                 agents[agent_id] = view
         if queues or agents:
             body = _encode({"type": "delta", "queues": queues, "agents": agents})
+            stamp = self._now_wall()
             for feed in list(scope.feeds):
-                self._send(feed, None, body)
+                self._send(feed, None, body, stamp)
 
     # ------------------------------------------------------------------ charts
 
@@ -328,7 +338,9 @@ class WallboardHub:
 
     # ------------------------------------------------------------------ output
 
-    def _send(self, feed: WallFeed, frame: dict[str, Any] | None, body: str | None = None) -> None:
+    def _send(
+        self, feed: WallFeed, frame: dict[str, Any] | None, body: str | None = None, stamp: str | None = None
+    ) -> None:
         """Queue one frame; ``body`` = the frame already encoded once for a whole scope."""
         if feed.closed:
             return
@@ -342,9 +354,10 @@ class WallboardHub:
         self.stats["frames"] += 1
         if body is None:
             body = _encode(frame)
-        # server_time on the engine's clock, like every time in the views (the demo runs fast)
-        tail = json.dumps({"seq": feed.seq, "server_time": self._now_wall()}, separators=(",", ":"))
-        feed.queue.put_nowait(body[:-1] + "," + tail[1:])
+        # server_time on the engine's clock, like every time in the views (the demo runs fast);
+        # an ISO time needs no JSON escaping
+        stamp = stamp or self._now_wall()
+        feed.queue.put_nowait(f'{body[:-1]},"seq":{feed.seq},"server_time":"{stamp}"}}')
 
     def _end(self, feed: WallFeed) -> None:
         if not feed.closed:

@@ -13,7 +13,7 @@ from typing import Any
 
 from controller.acd.engine import LIVE_OFFER_STATES, CallState, Engine, Presence
 
-__all__ = ["agent_view", "queue_views", "scoped_agent"]
+__all__ = ["agent_view", "member_ids", "queue_views", "scoped_agent"]
 
 Wall = Callable[[float | None], str | None]
 _WAITING = (CallState.WAITING, CallState.OFFERING)
@@ -69,11 +69,25 @@ def scoped_agent(view: dict[str, Any], queues: frozenset[str] | None) -> dict[st
     return out
 
 
+def member_ids(engine: Engine) -> dict[str, set[str]]:
+    """Queue -> ids of its member agents."""
+    out: dict[str, set[str]] = {}
+    for agent in engine.agents.values():
+        for q in agent.penalties:
+            out.setdefault(q, set()).add(agent.id)
+    return out
+
+
 def queue_views(
-    engine: Engine, names: Iterable[str], states: Mapping[str, str], wall: Wall
+    engine: Engine,
+    names: Iterable[str],
+    states: Mapping[str, str],
+    wall: Wall,
+    members: Mapping[str, Iterable[str]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per queue: callers waiting (priority first, then arrival), offers ringing now and to whom,
-    calls being talked, agents by state. ``states``: agent id -> state word (the hub's cache)."""
+    calls being talked, agents by state. ``states``: agent id -> state word and ``members``:
+    queue -> agent ids (the hub's caches; without them, read from the engine)."""
     wanted = {n for n in names if n in engine.setup.queues}
     waiting: dict[str, list[Any]] = {n: [] for n in wanted}
     talking: Counter[str] = Counter()
@@ -84,13 +98,12 @@ def queue_views(
             waiting[call.queue].append(call)
         elif call.state is CallState.CONNECTED:
             talking[call.queue] += 1
-    agents: dict[str, Counter[str]] = {n: Counter() for n in wanted}
-    members: dict[str, list[str]] = {n: [] for n in wanted}
-    for agent in engine.agents.values():
-        for q in agent.penalties:
-            if q in wanted:
-                agents[q][states.get(agent.id, agent.status)] += 1
-                members[q].append(agent.id)
+    if members is None:
+        members = member_ids(engine)
+    agents: dict[str, Counter[str]] = {}
+    for n in wanted:
+        ids = list(members.get(n, ()))
+        agents[n] = Counter(states[a] if a in states else engine.agents[a].status for a in ids)
     out: dict[str, dict[str, Any]] = {}
     for name in sorted(wanted):
         calls = sorted(waiting[name], key=lambda c: c.rank)
@@ -129,6 +142,6 @@ def queue_views(
             "ringing": ringing,
             "talking": talking[name],
             "agents": dict(sorted(agents[name].items())),
-            "members": len(members[name]),
+            "members": sum(agents[name].values()),
         }
     return out
