@@ -116,7 +116,8 @@ async def test_http_actions_only_feed_engine_events(stack, monkeypatch) -> None:
         )
         assert status == 200
     by = "agent:alice"  # who asked travels with the event into the history
-    assert fed == [ev.AgentPause("alice", "lunch", by), ev.AgentLogout("alice", by), ev.AgentLogin("alice", by)]
+    expected = [ev.AgentPause("alice", "lunch", by), ev.AgentLogout("alice", by), ev.AgentLogin("alice", by)]
+    assert fed == expected
     assert stack.controller.engine.agents["alice"].presence is Presence.AVAILABLE  # untouched
 
 
