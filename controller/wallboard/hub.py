@@ -86,7 +86,10 @@ class WallboardHub:
         self.scopes: dict[frozenset[str] | None, Scope] = {}
         self.agents: dict[str, dict[str, Any]] = {}  # base views (everything), by agent id
         self.queues: dict[str, dict[str, Any]] = {}  # base views, by queue name
-        self.states: dict[str, str] = {}
+        self.states: dict[str, str] = {}  # state word of each agent's view in the cache
+        # since when each agent is in its state; kept even while no wallboard is open
+        self.since: dict[str, str | None] = {}
+        self._seen: dict[str, str] = {}
         self.members: dict[str, set[str]] = {}  # queue -> agent ids, kept with the views
         self._dirty_agents: set[str] = set()
         self._dirty_queues: set[str] = set()
@@ -137,23 +140,25 @@ class WallboardHub:
                 self._dirty_agents.add(agent_id)
         gone = [a for a in self.agents if a not in self.engine.agents]
         self._dirty_agents.update(gone)
-        if self._dirty_agents:
+        queues = self.engine.setup.queues
+        if len(queues) != len(self.queues) or any(q not in self.queues for q in queues):
+            self._dirty_queues.update(queues)  # a reload added or removed queues
+            self._dirty_queues.update(self.queues)
+        if self._dirty_agents or self._dirty_queues:
             self._flush()
 
     # ------------------------------------------------------------------ input
 
     def listener(self, command: cmd.Notify | cmd.Record) -> None:
         """Shell listener: note which agents and queues need a look (never blocks the shell)."""
+        agent = command.agent_id if isinstance(command, cmd.Notify) else command.data.get("agent")
+        if isinstance(agent, str) and agent:
+            self._note_state(agent)
         if not self.connections:
             return
-        if isinstance(command, cmd.Notify):
-            self._dirty_agents.add(command.agent_id)
-            queue = command.data.get("queue")
-        else:
-            agent = command.data.get("agent")
-            if agent:
-                self._dirty_agents.add(agent)
-            queue = command.data.get("queue")
+        if isinstance(agent, str) and agent:
+            self._dirty_agents.add(agent)
+        queue = command.data.get("queue")
         if isinstance(queue, str):
             self._dirty_queues.add(queue)
         if not self._scheduled:
@@ -198,13 +203,24 @@ class WallboardHub:
     def _now_wall(self) -> str | None:
         return self.wall(self.controller.clock.now())
 
+    def _note_state(self, agent_id: str) -> str | None:
+        """The agent's state word now; a change starts its time in state."""
+        agent = self.engine.agents.get(agent_id)
+        if agent is None:
+            return None
+        status = agent.status
+        if self._seen.get(agent_id) != status:
+            self._seen[agent_id] = status
+            self.since[agent_id] = self._now_wall()
+        return status
+
     def _rebuild(self) -> None:
         engine = self.engine
         now = self._now_wall()
         self.agents = {}
-        for agent_id, agent in engine.agents.items():
-            self.states[agent_id] = agent.status
-            self.agents[agent_id] = agent_view(engine, agent_id, self.wall, now)
+        for agent_id in engine.agents:
+            self.states[agent_id] = self._note_state(agent_id) or ""
+            self.agents[agent_id] = agent_view(engine, agent_id, self.wall, self.since.get(agent_id, now))
         self.members = member_ids(engine)
         self.queues = queue_views(engine, engine.setup.queues, self.states, self.wall, self.members)
 
@@ -228,6 +244,8 @@ class WallboardHub:
             agent = engine.agents.get(agent_id)
             before = self.agents.get(agent_id)
             if agent is None:
+                self.since.pop(agent_id, None)
+                self._seen.pop(agent_id, None)
                 if before is not None:
                     del self.agents[agent_id]
                     self.states.pop(agent_id, None)
@@ -236,9 +254,8 @@ class WallboardHub:
                     for q in before["queues"]:
                         self.members.get(q, set()).discard(agent_id)
                 continue
-            status = agent.status
-            since = before["since"] if before is not None and before["state"] == status else self._now_wall()
-            view = agent_view(engine, agent_id, self.wall, since)
+            status = self._note_state(agent_id) or agent.status
+            view = agent_view(engine, agent_id, self.wall, self.since.get(agent_id))
             if view != before:
                 self.agents[agent_id] = view
                 changed_agents[agent_id] = view

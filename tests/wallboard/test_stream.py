@@ -136,3 +136,21 @@ async def test_wallboard_page_is_served_with_a_strict_csp(floor):
     assert status == 200
     status, _, _ = await floor.request("GET", "/wallboard/..%2Fhub.py", token=None)
     assert status == 404
+
+
+async def test_time_in_state_survives_the_last_wallboard_closing(floor):
+    board = await open_board(floor, ADMIN)
+    floor.controller.shell.feed(ev.AgentPause("alice", "lunch"))
+    await board.until(lambda: board.agents["alice"]["state"] == "paused")
+    since = board.agents["alice"]["since"]
+    assert since is not None
+    await board.ws.close()
+    await floor.until(lambda: floor.services.wallboard.connections == 0)
+    floor.controller.shell.feed(ev.AgentPause("bob", "training"))  # heard while nobody watches
+    bob_changed = floor.services.wallboard.since["bob"]
+    again = await open_board(floor, ADMIN)
+    assert again.agents["alice"]["since"] == since  # not restarted by the new connection
+    assert again.agents["bob"]["since"] == bob_changed
+    floor.controller.shell.feed(ev.AgentReady("alice"))
+    await again.until(lambda: again.agents["alice"]["state"] != "paused")
+    assert again.agents["alice"]["since"] >= since

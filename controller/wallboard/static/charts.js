@@ -52,7 +52,7 @@ export function barChart(host, labels, series, title, desc) {
   const svg = frame(host, width, height, title, desc);
   const plotW = width - PAD.left - PAD.right;
   const plotH = height - PAD.top - PAD.bottom;
-  const top = niceMax(Math.max(0, ...series.flatMap((s) => s.values)));
+  const top = niceMax(Math.max(4, ...series.flatMap((s) => s.values))); // whole-number ticks
   const group = plotW / Math.max(1, labels.length);
   const bar = Math.max(1, (group * 0.8) / series.length);
   axisY(svg, top, plotH, (v) => String(Math.round(v)), PAD.left);
@@ -96,7 +96,7 @@ export function slChart(host, labels, sl, asa, target, names, title, desc) {
   const plotH = height - PAD.top - PAD.bottom;
   const step = plotW / Math.max(1, labels.length - 1 || 1);
   axisY(svg, 1, plotH, (v) => `${Math.round(v * 100)}%`, PAD.left);
-  const asaTop = niceMax(Math.max(0, ...asa.filter((v) => v !== null)));
+  const asaTop = niceMax(Math.max(4, ...asa.filter((v) => v !== null)));
   for (let k = 0; k <= 4; k += 1) {
     const y = PAD.top + plotH - (plotH * k) / 4;
     svg.append(el("text", { x: width - PAD.right + 4, y: y + 4, class: "tick" }, String(Math.round((asaTop * k) / 4))));

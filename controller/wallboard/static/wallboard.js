@@ -354,39 +354,39 @@ function renderAgents(changed) {
 }
 
 function agentRow(id) {
-    const a = state.agents[id];
-    const o = outcomesOf(id);
-    const current = a.call || a.offer;
-    const stateCell = h(
-      "td",
-      { "data-testid": "agent-state" },
-      h("span", { class: `pill st-${a.state}`, "data-state": a.state, text: t(`state.${a.state}`) }),
-      a.pause_reason ? h("span", { class: "reason", text: ` ${a.pause_reason}` }) : null,
-      a.not_responding ? h("span", { class: "badge bad", "data-testid": "not-responding", text: t("agents.not_responding") }) : null,
-    );
-    const actions = h("td", { class: "actions" });
-    const button = (action, label, aria) => h("button", {
-      type: "button", class: "btn btn-small", "data-action": action, "data-agent": id,
-      "data-testid": `action-${action}`, "aria-label": t(aria, { name: a.name }), text: t(label),
-    });
-    if (a.state !== "logged_out") {
-      if (a.state !== "paused") actions.append(button("pause", "action.pause", "action.pause_label"));
-      if (a.state === "paused" || a.state === "not_responding") actions.append(button("ready", "action.ready", "action.ready_label"));
-      actions.append(button("logout", "action.logout", "action.logout_label"));
-    }
-    return h(
-      "tr",
-      { "data-testid": "agent", "data-agent": id },
-      h("th", { scope: "row", text: a.name }),
-      stateCell,
-      h("td", { class: "timer", "data-since": a.since || null, text: duration(seconds(a.since)) }),
-      h("td", { "data-testid": "agent-caller", text: current ? current.caller_name || current.caller_number || t("none") : t("none") }),
-      h("td", { class: "num", text: String(a.calls_taken) }),
-      h("td", { class: "num", "data-testid": "rejected", text: o ? String(o.rejected) : t("none") }),
-      h("td", { class: "num", "data-testid": "missed", text: o ? String(o.no_answer) : t("none") }),
-      h("td", { class: "num", "data-testid": "busy", text: o ? String(o.busy) : t("none") }),
-      actions,
-    );
+  const a = state.agents[id];
+  const o = outcomesOf(id);
+  const current = a.call || a.offer;
+  const stateCell = h(
+    "td",
+    { "data-testid": "agent-state" },
+    h("span", { class: `pill st-${a.state}`, "data-state": a.state, text: t(`state.${a.state}`) }),
+    a.pause_reason ? h("span", { class: "reason", text: ` ${a.pause_reason}` }) : null,
+    a.not_responding ? h("span", { class: "badge bad", "data-testid": "not-responding", text: t("agents.not_responding") }) : null,
+  );
+  const actions = h("td", { class: "actions" });
+  const button = (action, label, aria) => h("button", {
+    type: "button", class: "btn btn-small", "data-action": action, "data-agent": id,
+    "data-testid": `action-${action}`, "aria-label": t(aria, { name: a.name }), text: t(label),
+  });
+  if (a.state !== "logged_out") {
+    if (a.state !== "paused") actions.append(button("pause", "action.pause", "action.pause_label"));
+    if (a.state === "paused" || a.state === "not_responding") actions.append(button("ready", "action.ready", "action.ready_label"));
+    actions.append(button("logout", "action.logout", "action.logout_label"));
+  }
+  return h(
+    "tr",
+    { "data-testid": "agent", "data-agent": id },
+    h("th", { scope: "row", text: a.name }),
+    stateCell,
+    h("td", { class: "timer", "data-since": a.since || null, text: duration(seconds(a.since)) }),
+    h("td", { "data-testid": "agent-caller", text: current ? current.caller_name || current.caller_number || t("none") : t("none") }),
+    h("td", { class: "num", text: String(a.calls_taken) }),
+    h("td", { class: "num", "data-testid": "rejected", text: o ? String(o.rejected) : t("none") }),
+    h("td", { class: "num", "data-testid": "missed", text: o ? String(o.no_answer) : t("none") }),
+    h("td", { class: "num", "data-testid": "busy", text: o ? String(o.busy) : t("none") }),
+    actions,
+  );
 }
 
 async function act(agentId, action, body) {
@@ -427,9 +427,16 @@ function renderChartChoices() {
   select.value = state.chartQueue;
 }
 
+/** The day from its first call (at least the last 4 hours), so the bars stay readable. */
+function visibleRows(all) {
+  const first = all.findIndex((r) => r.offered > 0);
+  const start = Math.max(0, Math.min(first < 0 ? all.length : first, all.length - 16));
+  return all.slice(start);
+}
+
 function renderCharts() {
   const c = state.charts;
-  const rows = (c && c.queues[state.chartQueue]) || [];
+  const rows = visibleRows((c && c.queues[state.chartQueue]) || []);
   const outcomes = (c && c.outcomes) || {};
   $("#charts-empty").hidden = rows.some((r) => r.offered > 0) || Object.keys(outcomes).length > 0;
   const labels = rows.map((r) => new Date(r.start).toLocaleTimeString(state.lang, { hour: "2-digit", minute: "2-digit" }));
