@@ -26,11 +26,12 @@ function frame(host, width, height, title, desc) {
   return svg;
 }
 
+/** The axis top: 4 grid steps of 1, 2 or 5 x 10^k, so every tick is a round number. */
 function niceMax(value) {
-  if (value <= 0) return 1;
-  const power = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= value) return step * power;
-  return 10 * power;
+  const quarter = Math.max(value, 1e-9) / 4;
+  const power = 10 ** Math.floor(Math.log10(quarter));
+  for (const step of [1, 2, 5, 10]) if (step * power >= quarter) return Math.max(4, step * power * 4);
+  return Math.max(4, 40 * power);
 }
 
 function legend(svg, items, x, y) {
@@ -52,7 +53,7 @@ export function barChart(host, labels, series, title, desc) {
   const svg = frame(host, width, height, title, desc);
   const plotW = width - PAD.left - PAD.right;
   const plotH = height - PAD.top - PAD.bottom;
-  const top = niceMax(Math.max(4, ...series.flatMap((s) => s.values))); // whole-number ticks
+  const top = niceMax(Math.max(0, ...series.flatMap((s) => s.values)));
   const group = plotW / Math.max(1, labels.length);
   const bar = Math.max(1, (group * 0.8) / series.length);
   axisY(svg, top, plotH, (v) => String(Math.round(v)), PAD.left);
@@ -96,7 +97,7 @@ export function slChart(host, labels, sl, asa, target, names, title, desc) {
   const plotH = height - PAD.top - PAD.bottom;
   const step = plotW / Math.max(1, labels.length - 1 || 1);
   axisY(svg, 1, plotH, (v) => `${Math.round(v * 100)}%`, PAD.left);
-  const asaTop = niceMax(Math.max(4, ...asa.filter((v) => v !== null)));
+  const asaTop = niceMax(Math.max(0, ...asa.filter((v) => v !== null)));
   for (let k = 0; k <= 4; k += 1) {
     const y = PAD.top + plotH - (plotH * k) / 4;
     svg.append(el("text", { x: width - PAD.right + 4, y: y + 4, class: "tick" }, String(Math.round((asaTop * k) / 4))));

@@ -326,8 +326,10 @@ function renderQueues() {
 
 // ------------------------------------------------------------------ agents
 
+/** Today's offer outcomes of an agent; null until the first charts frame (shown as "—"). */
 function outcomesOf(id) {
-  return (state.charts && state.charts.outcomes[id]) || null;
+  if (!state.charts) return null;
+  return state.charts.outcomes[id] || { accepted: 0, rejected: 0, no_answer: 0, busy: 0, unreachable: 0 };
 }
 
 /** Rebuild the rows of `changed` agents only (all of them without it); keeps the focused button. */
