@@ -6,10 +6,13 @@ from the wallboard (by keyboard) reaches the agent's own panel. Screenshots: ``<
 
 from __future__ import annotations
 
+import asyncio
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from controller.demo import demo
 from controller.sim import NoAnswer
 from tests.stack import ADMIN
 from tests.wallboard.conftest import SALES_SUP, SUPERVISORS, floor_setup
@@ -142,3 +145,35 @@ async def test_pausing_an_agent_from_the_wallboard_reaches_her_panel(browser, wo
     await row.get_by_test_id("action-ready").click()
     await expect(panel_state).to_have_attribute("data-state", "ready", timeout=10_000)
     assert not page.errors, page.errors
+
+
+async def test_the_demo_prints_a_wallboard_link_that_shows_the_floor(browser, shots):
+    urls: dict[str, str] = {}
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    def ready(found: dict[str, str]) -> None:
+        urls.update(found)
+        started.set()
+
+    out = io.StringIO()
+    options = {"speed": 2, "seed": 3, "agents": 6, "live": False, "http_port": 0, "whatsapp": False}
+    task = asyncio.create_task(demo(duration=0, out=out, ready=ready, stop=stop, **options))
+    try:
+        await asyncio.wait_for(started.wait(), 30)
+        assert f"Supervisor wallboard: {urls['wallboard']}" in out.getvalue()
+        page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(urls["wallboard"])
+        await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
+        await expect(page.get_by_test_id("viewer")).to_contain_text("Administrador")
+        await expect(page.locator("[data-testid=queue]").first).to_be_visible()
+        await expect(page.locator("[data-testid=agent]").first).to_be_visible()
+        # the demo's callers come and go: one is seen waiting or ringing
+        busy = page.locator("[data-testid=caller], [data-testid=ring]")
+        await expect(busy.first).to_be_visible(timeout=45_000)
+        await shots(page, "demo-wallboard")
+        assert not errors, errors
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
