@@ -102,6 +102,7 @@ class Services:
         await self._restore_agents()
         self.metrics = Metrics(c, self.writer)
         self.metrics.panel = self.panel
+        self.metrics.wallboard = self.wallboard
         self.metrics.reloads = self.reloader.stats
         if s.queue_log:
             self.queue_log = QueueLog(s.queue_log, c.engine, epoch=self.writer.epoch)

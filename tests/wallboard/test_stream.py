@@ -22,6 +22,8 @@ async def test_snapshot_of_a_sales_supervisor_holds_nothing_of_support(floor):
     assert snap["agents"]["carol"]["queues"] == ["sales"]
     assert snap["viewer"] == {"role": "supervisor", "id": "sam", "name": "Sam", "queues": ["sales"]}
     assert snap["service_level_seconds"] == 10
+    status, metrics, _ = await floor.request("GET", "/metrics")
+    assert status == 200 and "acd_wallboard_connections 1.0" in metrics
 
 
 async def test_a_support_call_never_reaches_the_sales_wallboard(floor):
