@@ -120,7 +120,11 @@ class Services:
         """The supervisors' wallboard: its hub hears the shell, its routes join the API's app."""
         c = self.controller
         hub = self.wallboard = WallboardHub(
-            c, wall_for(c.clock), db=self.db, service_level=self.settings.service_level
+            c,
+            wall_for(c.clock),
+            db=self.db,
+            service_level=self.settings.service_level,
+            history_now=lambda: self.writer.ts(c.clock.now()) if self.writer is not None else None,
         )
         c.shell.listeners.append(hub.listener)
         key = web.AppKey("acd_wallboard", WallboardHub)

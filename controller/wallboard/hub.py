@@ -36,6 +36,7 @@ log = logging.getLogger("controller.wallboard")
 
 _QUEUE_LIMIT = 500
 ALL = "*"  # the charts' key for every queue of the scope together
+_ENDINGS = frozenset({"call.ended", "offer.ended"})
 
 
 class WallFeed:
@@ -74,6 +75,8 @@ class WallboardHub:
         service_level_target: float = 0.8,
         tick: float = 1.0,
         charts_every: float = 30.0,
+        charts_gap: float = 5.0,
+        history_now: Callable[[], datetime | None] | None = None,
     ) -> None:
         self.controller = controller
         self.engine = controller.engine
@@ -83,6 +86,10 @@ class WallboardHub:
         self.service_level_target = service_level_target
         self.tick = tick
         self.charts_every = charts_every
+        self.charts_gap = charts_gap  # at least this long between two refreshes caused by calls
+        self._charts_due = False
+        # "now" on the history's time line (the writer's; a sped-up demo runs ahead of the wall)
+        self.history_now = history_now
         self.scopes: dict[frozenset[str] | None, Scope] = {}
         self.agents: dict[str, dict[str, Any]] = {}  # base views (everything), by agent id
         self.queues: dict[str, dict[str, Any]] = {}  # base views, by queue name
@@ -161,6 +168,9 @@ class WallboardHub:
         queue = command.data.get("queue")
         if isinstance(queue, str):
             self._dirty_queues.add(queue)
+        if type(command) is cmd.Record and command.kind in _ENDINGS and not self._charts_due:
+            self._charts_due = True  # today's figures changed: refresh soon, not per call
+            self._charts_wake.set()
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -316,11 +326,17 @@ class WallboardHub:
     # ------------------------------------------------------------------ charts
 
     async def _charts_loop(self) -> None:
+        """Every ``charts_every`` s, on a new wallboard, and ``charts_gap`` s after calls or
+        offers end (coalesced: the store has the rows by then, and a busy floor costs one
+        refresh per gap, not one per call)."""
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.charts_every):
                     await self._charts_wake.wait()
+            if self._charts_due:
+                await asyncio.sleep(self.charts_gap)
             self._charts_wake.clear()
+            self._charts_due = False  # an ending from now on asks for the next refresh
             for scope in list(self.scopes.values()):
                 await self.refresh_charts(scope)
 
@@ -328,7 +344,9 @@ class WallboardHub:
         """Today's figures of the scope's queues from the store; sent when they changed."""
         if self.db is None or not scope.feeds:
             return
-        now = datetime.fromtimestamp(self.controller.clock.to_wall(self.controller.clock.now()), UTC)
+        now = self.history_now() if self.history_now is not None else None
+        if now is None:
+            now = datetime.fromtimestamp(self.controller.clock.to_wall(self.controller.clock.now()), UTC)
         since = datetime.combine(now.date(), time(0), UTC)
         names = sorted(self.engine.setup.queues if scope.queues is None else scope.queues)
         try:

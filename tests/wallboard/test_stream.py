@@ -156,3 +156,23 @@ async def test_time_in_state_survives_the_last_wallboard_closing(floor):
     floor.controller.shell.feed(ev.AgentReady("alice"))
     await again.until(lambda: again.agents["alice"]["state"] != "paused")
     assert again.agents["alice"]["since"] >= since
+
+
+async def test_an_ended_call_reaches_todays_charts_without_waiting_for_the_periodic_refresh(floor):
+    hub = floor.services.wallboard
+    hub.charts_every, hub.charts_gap = 3600.0, 0.3  # only an ended call can cause the refresh
+    board = await open_board(floor, SALES_SUP)
+    await board.until(lambda: board.charts is not None)  # the first, on connect
+    assert sum(r["offered"] for r in board.charts["queues"]["sales"]) == 0
+    caller = floor.sim.place_call("102", caller_number="5550404")
+    await board.until(lambda: board.queues["sales"]["waiting"])
+    caller.hangup()
+
+    def abandoned() -> int:
+        rows = board.charts["queues"]["sales"] if board.charts else []
+        return sum(r["abandoned"] for r in rows)
+
+    await board.until(lambda: abandoned() == 1)
+    assert sum(r["offered"] for r in board.charts["queues"]["sales"]) == 1
+    # the agent who was rung has the offer counted today (canceled offers are not outcomes)
+    assert all(sum(o.values()) == 0 for o in board.charts["outcomes"].values())

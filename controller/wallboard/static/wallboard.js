@@ -383,7 +383,8 @@ function agentRow(id) {
     stateCell,
     h("td", { class: "timer", "data-since": a.since || null, text: duration(seconds(a.since)) }),
     h("td", { "data-testid": "agent-caller", text: current ? current.caller_name || current.caller_number || t("none") : t("none") }),
-    h("td", { class: "num", text: String(a.calls_taken) }),
+    // calls taken today from the history (accepted offers); the engine's count until it arrives
+    h("td", { class: "num", "data-testid": "taken", text: String(o ? o.accepted : a.calls_taken) }),
     h("td", { class: "num", "data-testid": "rejected", text: o ? String(o.rejected) : t("none") }),
     h("td", { class: "num", "data-testid": "missed", text: o ? String(o.no_answer) : t("none") }),
     h("td", { class: "num", "data-testid": "busy", text: o ? String(o.busy) : t("none") }),
