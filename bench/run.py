@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "store": "bench.store",  # history writer: reaction p99 with/without persistence, write throughput
     "panel": "bench.panel",  # what open agent panels cost the event loop, per offer and per tick
     "acd_fuzz": "bench.acd_fuzz",  # the engine's model-based property test on fresh random sequences
+    "wallboard": "bench.wallboard",  # what open supervisor wallboards cost the event loop
 }
 DEFAULT = "engine"
 

@@ -45,6 +45,7 @@ __all__ = [
     "ConfigError",
     "Settings",
     "load_agent_tokens",
+    "load_supervisors",
     "load_settings",
     "load_setup",
     "redact_url",
@@ -699,8 +700,8 @@ def load_setup(path: str | Path) -> AcdSetup:
     problems: list[str] = []
 
     for key in doc:
-        if key not in ("queues", "agents"):
-            problems.append(f"{_path(key)}: {_unknown_key(key, ['queues', 'agents'])}")
+        if key not in ("queues", "agents", "supervisors"):
+            problems.append(f"{_path(key)}: {_unknown_key(key, ['queues', 'agents', 'supervisors'])}")
 
     raw_queues = doc.get("queues", {})
     raw_agents = doc.get("agents", {})
@@ -789,9 +790,90 @@ def load_setup(path: str | Path) -> AcdSetup:
                 state=model.state,
             )
 
+    _check_supervisors(doc.get("supervisors", {}), raw_queues, token_owner, problems)
     if problems:
         raise ConfigError(f"{path}: {p}" for p in problems)
     return AcdSetup(queues=queues, agents=agents)
+
+
+_SUPERVISOR_FIELDS = ["name", "token_sha256", "queues"]
+
+
+def _check_supervisors(
+    raw: Any, raw_queues: Mapping[str, Any], token_owner: dict[str, str], problems: list[str]
+) -> None:
+    """``[supervisors.ID]``: name, token_sha256 (required) and the queues the wallboard shows.
+
+    A token shared with an agent or another supervisor is refused: the API would act as
+    whichever it happened to match."""
+    if not isinstance(raw, dict):
+        problems.append(f"supervisors: must be tables like [supervisors.maria], got {_toml_value(raw)}")
+        return
+    for sup_id, table in raw.items():
+        where = _path("supervisors", sup_id)
+        if not _NAME.match(sup_id):
+            problems.append(f"{where}: supervisor id must be letters, digits, '_', '-' or '.'")
+            continue
+        if not isinstance(table, dict):
+            problems.append(f"{where}: must be a table of supervisor settings, got {_toml_value(table)}")
+            continue
+        for key in table:
+            if key not in _SUPERVISOR_FIELDS:
+                unknown = _unknown_key(key, _SUPERVISOR_FIELDS)
+                problems.append(f"{_path('supervisors', sup_id, key)}: {unknown}")
+        name = table.get("name")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            problems.append(f"{where}.name: must be a non-empty string, got {_toml_value(name)}")
+        digest = table.get("token_sha256")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", digest.strip()):
+            got = "missing" if digest is None else f"got {_toml_value(digest)}"
+            problems.append(
+                f"{where}.token_sha256: must be 64 hex digits, the SHA-256 of the supervisor's token ({got})"
+            )
+        else:
+            digest = digest.strip().lower()
+            if digest in token_owner:
+                owner = token_owner[digest]
+                owner = owner if owner.startswith("supervisor ") else f"agent {owner}"
+                problem = f"the same token as {owner}; give each person their own"
+                problems.append(f"{where}.token_sha256: {problem}")
+            else:
+                token_owner[digest] = f"supervisor {sup_id}"
+        queues = table.get("queues", [])
+        if not isinstance(queues, list) or not all(isinstance(q, str) for q in queues) or not queues:
+            got = _toml_value(queues)
+            problems.append(f"{where}.queues: must be a non-empty list of queue names, got {got}")
+            continue
+        for i, queue in enumerate(queues):
+            if queue not in raw_queues:
+                known = ", ".join(raw_queues) or "none"
+                problems.append(
+                    f"{_path('supervisors', sup_id, 'queues', i)}: unknown queue {_toml_value(queue)}"
+                    f" (defined queues: {known})"
+                )
+
+
+def load_supervisors(path: str | Path) -> dict[str, tuple[str, str, frozenset[str]]]:
+    """Supervisor id -> (name, hex SHA-256 of its token, queues it may watch and act on).
+
+    Like :func:`load_agent_tokens`: credentials stay out of the engine; call after
+    :func:`load_setup` validated the file (invalid entries are skipped here)."""
+    doc = _read_toml(Path(path))
+    raw = doc.get("supervisors")
+    out: dict[str, tuple[str, str, frozenset[str]]] = {}
+    if isinstance(raw, dict):
+        for sup_id, table in raw.items():
+            if not isinstance(table, dict):
+                continue
+            digest, queues = table.get("token_sha256"), table.get("queues")
+            if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", digest.strip()):
+                continue
+            if not isinstance(queues, list):
+                continue
+            name = table.get("name") if isinstance(table.get("name"), str) else sup_id
+            queue_set = frozenset(q for q in queues if isinstance(q, str))
+            out[sup_id] = (name.strip() or sup_id, digest.strip().lower(), queue_set)
+    return out
 
 
 def load_agent_tokens(path: str | Path) -> dict[str, str]:

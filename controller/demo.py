@@ -288,6 +288,7 @@ async def demo(
         )
         urls = {"api": api_url, "admin_token": admin_token, "panel_token": panel_token}
         urls["panel"] = f"{api_url}/#token={panel_token}"
+        urls["wallboard"] = f"{api_url}/wallboard#token={admin_token}"  # the admin sees every queue
         if whatsapp:
             sidecar = await start_demo_sidecar(
                 admin_token=admin_token,
@@ -300,6 +301,7 @@ async def demo(
             urls["whatsapp"] = sidecar.url
         view.api = (
             f"Agent panel (you): {urls['panel']}\n"
+            f"Supervisor wallboard: {urls['wallboard']}\n"
             f"HTTP API: curl -H 'Authorization: Bearer {admin_token}' {api_url}/api/queues"
         )
         if not live:

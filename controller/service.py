@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from controller.api.app import ApiContext, build_app, serve
+from controller.api.app import ApiContext, build_app, identify, serve
 from controller.api.auth import Auth
 from controller.api.metrics import Metrics
 from controller.api.views import wall_for
-from controller.config import ConfigError, Settings, redact_url
+from controller.config import ConfigError, Settings, load_supervisors, redact_url
 from controller.events import WebhookDeliverer
 from controller.panel.crm import CrmLookup
 from controller.panel.hub import PanelHub
@@ -31,6 +31,8 @@ from controller.store.agent_state import load_agent_states, restore_events, save
 from controller.store.migrate import current_revision, head_revision, upgrade
 from controller.store.queue_log import QueueLog
 from controller.store.writer import HistoryWriter
+from controller.wallboard import routes as wallboard_routes
+from controller.wallboard.hub import WallboardHub
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -71,6 +73,8 @@ class Services:
         self._auth: Auth | None = None
         self.reloader = Reloader(controller, settings.config)
         self.reloader.on_tokens.append(lambda tokens: self.api_auth.set_agent_tokens(tokens))
+        self.reloader.on_tokens.append(lambda _: self.api_auth.set_supervisors(self._supervisors()))
+        self.wallboard: WallboardHub | None = None
         self._writer_options = writer_options or {}
         self._webhook_options = webhook_options or {}
 
@@ -84,6 +88,7 @@ class Services:
         if self.db is None:
             self.db = create_engine(s.database_url)
         await self._migrate()
+        self._attach_wallboard()
         self.writer = HistoryWriter(
             self.db,
             engine=c.engine,
@@ -97,6 +102,7 @@ class Services:
         await self._restore_agents()
         self.metrics = Metrics(c, self.writer)
         self.metrics.panel = self.panel
+        self.metrics.wallboard = self.wallboard
         self.metrics.reloads = self.reloader.stats
         if s.queue_log:
             self.queue_log = QueueLog(s.queue_log, c.engine, epoch=self.writer.epoch)
@@ -109,6 +115,25 @@ class Services:
             self.writer.on_commit.append(self.webhook.wake)
             self.metrics.outbox_pending = lambda: self.webhook.pending if self.webhook else None
             self.webhook.start()
+
+    def _attach_wallboard(self) -> None:
+        """The supervisors' wallboard: its hub hears the shell, its routes join the API's app."""
+        c = self.controller
+        hub = self.wallboard = WallboardHub(
+            c,
+            wall_for(c.clock),
+            db=self.db,
+            service_level=self.settings.service_level,
+            history_now=lambda: self.writer.ts(c.clock.now()) if self.writer is not None else None,
+        )
+        c.shell.listeners.append(hub.listener)
+        key = web.AppKey("acd_wallboard", WallboardHub)
+
+        def mount(app: web.Application) -> None:
+            app[key] = hub
+            wallboard_routes.add_routes(app, key, lambda header: identify(self.api_auth, header))
+
+        self.app_hooks.append(mount)
 
     async def _restore_agents(self) -> None:
         """Paused (with reason), logged out, not responding, misses, wrap-up end as the store kept
@@ -177,8 +202,16 @@ class Services:
     @property
     def api_auth(self) -> Auth:
         if self._auth is None:
-            self._auth = Auth(self.settings.admin_token.get_secret_value(), self.agent_tokens)
+            admin = self.settings.admin_token.get_secret_value()
+            self._auth = Auth(admin, self.agent_tokens, self._supervisors())
         return self._auth
+
+    def _supervisors(self) -> dict:
+        """``[supervisors.ID]`` of the queue file (validated by ``load_setup``); none if unreadable."""
+        try:
+            return load_supervisors(self.settings.config)
+        except ConfigError:
+            return {}
 
     def api_context(self) -> ApiContext:
         return ApiContext(
@@ -205,12 +238,16 @@ class Services:
             raise ConfigError(f"settings: ACD_HTTP_HOST/ACD_HTTP_PORT: {problem}") from None
         if self.panel is not None:
             self.panel.start()
+        if self.wallboard is not None:
+            self.wallboard.start()
         log.info("HTTP API and agent panel listening", extra={"url": self.url})
         return self.url
 
     async def close(self) -> None:
         if self.panel is not None:
             await self.panel.close()  # ends the open streams, so the runner need not wait for them
+        if self.wallboard is not None:
+            await self.wallboard.close()
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None

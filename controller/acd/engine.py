@@ -841,23 +841,23 @@ class Engine:
         agent = self._agent(e.agent_id)
         if agent is not None and agent.presence is Presence.LOGGED_OUT:
             agent.misses = 0
-            self._set_presence(agent, Presence.AVAILABLE)
+            self._set_presence(agent, Presence.AVAILABLE, by=e.by)
 
     def _on_ready(self, e: ev.AgentReady) -> None:
         agent = self._agent(e.agent_id)
         if agent is not None and agent.presence is not Presence.AVAILABLE:
             agent.misses = 0
-            self._set_presence(agent, Presence.AVAILABLE)
+            self._set_presence(agent, Presence.AVAILABLE, by=e.by)
 
     def _on_logout(self, e: ev.AgentLogout) -> None:
         agent = self._agent(e.agent_id)
         if agent is not None and agent.presence is not Presence.LOGGED_OUT:
-            self._set_presence(agent, Presence.LOGGED_OUT)
+            self._set_presence(agent, Presence.LOGGED_OUT, by=e.by)
 
     def _on_pause(self, e: ev.AgentPause) -> None:
         agent = self._agent(e.agent_id)
         if agent is not None and agent.presence is not Presence.LOGGED_OUT:
-            self._set_presence(agent, Presence.PAUSED, reason=e.reason)
+            self._set_presence(agent, Presence.PAUSED, reason=e.reason, by=e.by)
 
     def _on_endpoint(self, e: ev.EndpointState) -> None:
         agent_id = self._by_endpoint.get(e.endpoint)
@@ -878,11 +878,11 @@ class Engine:
         self._refresh(agent)
         self._count_presence(agent, before)
 
-    def _set_presence(self, agent: Agent, presence: Presence, reason: str = "") -> None:
+    def _set_presence(self, agent: Agent, presence: Presence, reason: str = "", by: str = "") -> None:
         before = self._offerable(agent)
         agent.presence = presence
         agent.pause_reason = reason
-        self._agent_state(agent, reason or presence.value)
+        self._agent_state(agent, reason or presence.value, by)
         # An agent who stops taking calls must not keep ringing for one.
         offer = self.offers.get(agent.live_offer) if agent.live_offer else None
         if offer is not None and presence in (Presence.LOGGED_OUT, Presence.PAUSED):
@@ -954,8 +954,8 @@ class Engine:
             "wrapup_until": agent.wrapup_until if agent.in_wrapup else None,
         }
 
-    def _agent_state(self, agent: Agent, reason: str) -> None:
-        data = {
+    def _agent_state(self, agent: Agent, reason: str, by: str = "") -> None:
+        data: dict[str, Any] = {
             "agent": agent.id,
             "state": agent.status,
             "presence": agent.presence.value,
@@ -964,6 +964,8 @@ class Engine:
             "pause_reason": agent.pause_reason,
             "wrapup_until": agent.wrapup_until if agent.in_wrapup else None,
         }
+        if by:  # an action from the API: who did it goes to the history with the change
+            data["by"] = by
         self._emit(cmd.Notify(agent.id, "agent.state", data))
         self._emit(cmd.Record("agent.state", data | {"at": self._now}))
 

@@ -101,17 +101,20 @@ class TimerFired:
 @dataclass(frozen=True, slots=True)
 class AgentLogin:
     agent_id: str
+    by: str = ""  # who asked, when not the agent's phone: "admin", "agent:ID", "supervisor:ID"
 
 
 @dataclass(frozen=True, slots=True)
 class AgentLogout:
     agent_id: str
+    by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class AgentPause:
     agent_id: str
     reason: str = ""
+    by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,7 @@ class AgentReady:
     """Agent is ready again: ends a pause or ``not_responding``, resets the miss count."""
 
     agent_id: str
+    by: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -223,6 +223,9 @@ async def me(request: web.Request) -> web.Response:
     principal: Principal = request[PRINCIPAL]
     if principal.is_admin:
         return reply({"role": "admin", "agent_id": None, "name": None})
+    if principal.is_supervisor:
+        body = {"role": "supervisor", "agent_id": None, "name": principal.name}
+        return reply(body | {"supervisor_id": principal.supervisor_id, "queues": sorted(principal.queues)})
     agent = _ctx(request).controller.engine.agents.get(principal.agent_id or "")
     if agent is None:
         raise ApiError(
@@ -395,7 +398,12 @@ async def get_agent(request: web.Request) -> web.Response:
 
 def _own(request: web.Request, agent_id: str) -> None:
     principal: Principal = request[PRINCIPAL]
-    if not principal.may_act_for(agent_id):
+    if principal.is_supervisor:
+        agent = _ctx(request).controller.engine.agents.get(agent_id)
+        if agent is None or not principal.supervises(agent.penalties):
+            problem = "a supervisor may only act on agents of the queues it supervises"
+            raise ApiError(403, "forbidden", problem)
+    elif not principal.may_act_for(agent_id):
         raise ApiError(403, "forbidden", "an agent token may only act on its own agent")
 
 
@@ -426,29 +434,26 @@ def _agent_action(action: str) -> Handler:
         if unknown:
             raise ApiError(400, "bad_request", f"unknown field {unknown[0]!r} for {action}")
         agent = ctx.controller.engine.agents[agent_id]
+        principal: Principal = request[PRINCIPAL]
+        by = principal.label  # kept with the state change in the history
         if action == "login":
-            event: ev.Event = ev.AgentLogin(agent_id)
+            event: ev.Event = ev.AgentLogin(agent_id, by=by)
         elif action == "logout":
-            event = ev.AgentLogout(agent_id)
+            event = ev.AgentLogout(agent_id, by=by)
         elif action == "ready":
             if agent.presence is Presence.LOGGED_OUT:
                 raise ApiError(409, "conflict", f"agent {agent_id!r} is logged out; log in first")
-            event = ev.AgentReady(agent_id)
+            event = ev.AgentReady(agent_id, by=by)
         else:
-            event = ev.AgentPause(agent_id, _reason(body.get("reason", "")))
+            event = ev.AgentPause(agent_id, _reason(body.get("reason", "")), by=by)
             if agent.presence is Presence.LOGGED_OUT:
                 raise ApiError(409, "conflict", f"agent {agent_id!r} is logged out; log in first")
         # The engine changes the agent, never this handler: it decides and logs as for a phone.
         ctx.controller.shell.feed(event)
-        principal: Principal = request[PRINCIPAL]
-        log.info(
-            "agent %s via API",
-            action,
-            extra={"agent": agent_id, "by": principal.role, "state": agent.status},
-        )
+        log.info("agent %s via API", action, extra={"agent": agent_id, "by": by, "state": agent.status})
         return reply(_agent_view(ctx, agent_id))
 
-    handler.__doc__ = f"{action} (admin or that agent)"
+    handler.__doc__ = f"{action} (admin, that agent, or a supervisor of one of its queues)"
     return handler
 
 

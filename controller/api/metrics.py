@@ -48,6 +48,7 @@ class Metrics(Collector):
         self.writer = writer
         self.outbox_pending: Callable[[], int | None] | None = None
         self.panel: PanelHub | None = None
+        self.wallboard: Any = None  # controller.wallboard.hub.WallboardHub
         self.offers: Counter[str] = Counter()
         self.api_rejected: Counter[str] = Counter()  # by error code; the API's errors middleware counts
         self.reloads: Counter[str] | None = None  # queue-file reloads by result (controller.reload)
@@ -190,6 +191,10 @@ class Metrics(Collector):
                 for result in ("ok", "timeout", "error"):
                     lookups.add_metric([result], crm.stats[result])
                 yield lookups
+        if self.wallboard is not None:
+            yield _gauge(
+                "acd_wallboard_connections", "Supervisor wallboards connected", self.wallboard.connections
+            )
         if self.outbox_pending is not None:
             pending = self.outbox_pending()
             if pending is not None:

@@ -91,7 +91,9 @@ def openapi_spec() -> dict[str, Any]:
             "version": "1",
             "description": "Call history, live queues and agents, agent actions. Send "
             "'Authorization: Bearer <token>': the admin token (ACD_ADMIN_TOKEN) may do everything; an "
-            "agent token (token_sha256 in the queue file) only its own agent's state and offers.",
+            "agent token (token_sha256 in the queue file) only its own agent's state and offers; a "
+            "supervisor token ([supervisors.ID] in the queue file) the wallboard of its queues and the "
+            "actions on their agents.",
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -175,7 +177,8 @@ def openapi_spec() -> dict[str, Any]:
             },
             "/api/me": {
                 "get": {
-                    "summary": "Who the token belongs to: admin, or an agent (id, name)",
+                    "summary": "Who the token belongs to: admin, an agent (id, name) or a supervisor"
+                    " (id, name, queues)",
                     "security": admin,
                     "responses": {"200": _resp("the principal", _OBJ), **_errors(401, 403)},
                 }
@@ -193,6 +196,34 @@ def openapi_spec() -> dict[str, Any]:
                         "101": {"description": "switching to WebSocket"},
                         "400": _resp("not a WebSocket upgrade request", _ERROR),
                         **_errors(401, 403, 404),
+                    },
+                }
+            },
+            "/wallboard": {
+                "get": {
+                    "summary": "The supervisor wallboard (HTML page; no token needed to load it)",
+                    "responses": {"200": {"description": "text/html"}},
+                }
+            },
+            "/wallboard/{name}": {
+                "get": {
+                    "summary": "The wallboard's static files (CSS, JavaScript)",
+                    "parameters": [_p("name", "file name such as wallboard.js")],
+                    "responses": {"200": {"description": "the file"}, **_errors(404)},
+                }
+            },
+            "/api/wallboard/stream": {
+                "get": {
+                    "summary": "WebSocket: queues, agents and today's charts for a supervisor (its queues)"
+                    " or the admin (token in ?token=); frames in docs/wallboard.md. Agent tokens: 403",
+                    "security": admin,
+                    "parameters": [
+                        {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "101": {"description": "switching to WebSocket"},
+                        "400": _resp("not a WebSocket upgrade request", _ERROR),
+                        **_errors(401, 403),
                     },
                 }
             },
@@ -334,10 +365,10 @@ def openapi_spec() -> dict[str, Any]:
             **{
                 f"/api/agents/{{agent_id}}/{action}": _agent_action(action, summary)
                 for action, summary in (
-                    ("login", "Log in (admin or that agent)"),
-                    ("logout", "Log out (admin or that agent)"),
-                    ("pause", "Pause, with an optional reason shown to the admin (admin or that agent)"),
-                    ("ready", "Make ready after a pause (admin or that agent)"),
+                    ("login", "Log in (admin, that agent or a supervisor of its queues)"),
+                    ("logout", "Log out (admin, that agent or a supervisor of its queues)"),
+                    ("pause", "Pause, optional reason (admin, that agent or a supervisor of its queues)"),
+                    ("ready", "Make ready after a pause (admin, that agent or a supervisor of its queues)"),
                 )
             },
             "/api/offers/{offer_id}/{action}": {

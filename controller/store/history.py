@@ -109,6 +109,7 @@ class AgentStateRow(Base):
     reason: Mapped[str | None] = mapped_column(String(200))
     misses: Mapped[int] = mapped_column(Integer, default=0)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    by: Mapped[str | None] = mapped_column(String(80))  # "supervisor:ID", "admin", ... for API actions
 
     __table_args__ = (Index("ix_acd_agent_states_agent_at", "agent", "at"),)
 

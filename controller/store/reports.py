@@ -6,7 +6,7 @@ their dicts into JSON. Times come back as aware UTC datetimes.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, exists, func, select
@@ -15,7 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from controller.store.engine import reading
 from controller.store.history import AgentRow, CallRow, OfferRow, as_utc
 
-__all__ = ["CALL_OUTCOMES", "agent_rows", "get_call", "list_calls", "queue_today"]
+__all__ = [
+    "CALL_OUTCOMES",
+    "OFFER_OUTCOMES",
+    "agent_rows",
+    "get_call",
+    "list_calls",
+    "offer_outcomes_today",
+    "queue_intervals",
+    "queue_today",
+]
 
 CALL_OUTCOMES = ("completed", "abandoned", "overflowed")
 _calls = CallRow.__table__
@@ -166,3 +175,112 @@ async def agent_rows(db: AsyncEngine) -> dict[str, dict[str, Any]]:
 
 def empty_today() -> dict[str, Any]:
     return _empty_today()
+
+
+OFFER_OUTCOMES = ("accepted", "rejected", "no_answer", "busy", "unreachable")
+INTERVAL = timedelta(minutes=15)
+
+
+async def queue_intervals(
+    db: AsyncEngine,
+    since: datetime,
+    until: datetime,
+    service_level: float,
+    queues: list[str] | None = None,
+    *,
+    total: str | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Per queue, one row per 15 minutes from ``since`` (aligned to it) to ``until``: calls
+    offered (arrived), answered, abandoned, overflowed, and the running service level and ASA
+    from ``since`` up to the end of that interval — the wallboard's charts. ``total``: also
+    these figures for all the queues together, under that key.
+
+    Calls are bucketed by arrival. A day holds a few thousand calls at most, so the rows are
+    read once and counted here rather than with date arithmetic each database spells its own way.
+    """
+    c = _calls.c
+    query = select(c.queue, c.arrived_at, c.answered_at, c.wait, c.outcome).where(
+        c.arrived_at >= since, c.arrived_at < until
+    )
+    if queues is not None:
+        query = query.where(c.queue.in_(queues))
+    async with reading(db) as conn:
+        rows = (await conn.execute(query)).all()
+    slots = max(1, -(-int((until - since).total_seconds()) // int(INTERVAL.total_seconds())))
+    out: dict[str, list[dict[str, Any]]] = {}
+    raw: dict[str, list[list[float]]] = {}
+
+    def table(queue: str) -> list[list[float]]:
+        if queue not in raw:
+            # offered, answered, abandoned, overflowed, ended, answered within SL, wait sum of answered
+            raw[queue] = [[0.0] * 7 for _ in range(slots)]
+        return raw[queue]
+
+    for q in queues or ():
+        table(q)
+    for r in rows:
+        arrived = as_utc(r.arrived_at)
+        if arrived is None or r.queue is None:
+            continue
+        i = min(slots - 1, int((arrived - since) / INTERVAL))
+        cell = table(r.queue)[i]
+        cell[0] += 1
+        if r.answered_at is not None:
+            cell[1] += 1
+            cell[6] += float(r.wait or 0.0)
+            if r.wait is not None and r.wait <= service_level:
+                cell[5] += 1
+        if r.outcome == "abandoned":
+            cell[2] += 1
+        elif r.outcome == "overflowed":
+            cell[3] += 1
+        if r.outcome is not None:
+            cell[4] += 1
+    if total is not None:
+        together = [[0.0] * 7 for _ in range(slots)]
+        for cells in raw.values():
+            for i, cell in enumerate(cells):
+                together[i] = [a + b for a, b in zip(together[i], cell, strict=True)]
+        raw[total] = together
+    for queue, cells in raw.items():
+        ended = in_sl = answered = waited = 0.0
+        rows_out = []
+        for i, cell in enumerate(cells):
+            ended, in_sl = ended + cell[4], in_sl + cell[5]
+            answered, waited = answered + cell[1], waited + cell[6]
+            rows_out.append(
+                {
+                    "start": since + i * INTERVAL,
+                    "offered": int(cell[0]),
+                    "answered": int(cell[1]),
+                    "abandoned": int(cell[2]),
+                    "overflowed": int(cell[3]),
+                    "service_level": round(in_sl / ended, 4) if ended else None,
+                    "average_speed_of_answer": round(waited / answered, 3) if answered else None,
+                }
+            )
+        out[queue] = rows_out
+    return out
+
+
+async def offer_outcomes_today(
+    db: AsyncEngine, since: datetime, queues: list[str] | None = None
+) -> dict[str, dict[str, int]]:
+    """Agent -> offers since ``since`` by outcome (accepted, rejected, no_answer, busy,
+    unreachable), over the given queues: how agents answer what they are offered."""
+    o = _offers.c
+    query = (
+        select(o.agent, o.outcome, func.count().label("n"))
+        .where(o.started_at >= since, o.outcome.in_(OFFER_OUTCOMES))
+        .group_by(o.agent, o.outcome)
+    )
+    if queues is not None:
+        query = query.where(o.queue.in_(queues))
+    async with reading(db) as conn:
+        rows = (await conn.execute(query)).all()
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        if r.agent is None:
+            continue
+        out.setdefault(r.agent, dict.fromkeys(OFFER_OUTCOMES, 0))[r.outcome] += int(r.n)
+    return out

@@ -344,6 +344,7 @@ class HistoryWriter:
                         "reason": data["reason"] or None,
                         "misses": data["misses"],
                         "at": at,
+                        "by": data.get("by"),
                     }
                 )
             if self.events and kind in RECORD_EVENTS:

@@ -115,7 +115,9 @@ async def test_http_actions_only_feed_engine_events(stack, monkeypatch) -> None:
             "POST", f"/api/agents/alice/{action}", token=ALICE_TOKEN, json=body
         )
         assert status == 200
-    assert fed == [ev.AgentPause("alice", "lunch"), ev.AgentLogout("alice"), ev.AgentLogin("alice")]
+    by = "agent:alice"  # who asked travels with the event into the history
+    expected = [ev.AgentPause("alice", "lunch", by), ev.AgentLogout("alice", by), ev.AgentLogin("alice", by)]
+    assert fed == expected
     assert stack.controller.engine.agents["alice"].presence is Presence.AVAILABLE  # untouched
 
 

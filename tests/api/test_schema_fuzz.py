@@ -35,6 +35,7 @@ async def _run_st(base: str, token: str, tmp_path) -> tuple[int, str]:
         "--phases", "examples,coverage,fuzzing",
         "--request-timeout", "10",
         "--exclude-path", "/api/agents/{agent_id}/stream",
+        "--exclude-path", "/api/wallboard/stream",
         cwd=tmp_path, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

@@ -1,0 +1,130 @@
+"""HTTP side of the wallboard: the page and its assets, and the supervisor's live stream.
+
+The page is static (``static/``), served with a strict Content-Security-Policy and nothing
+fetched from elsewhere. The stream accepts the admin token (every queue) or a supervisor's
+(its queues only); an agent's token is refused with 403. Actions use the agents' own routes
+(``POST /api/agents/{id}/pause`` ...), which accept a supervisor of one of the agent's queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from controller.api.errors import ApiError
+
+if TYPE_CHECKING:
+    from controller.api.auth import Principal
+    from controller.wallboard.hub import WallboardHub
+
+__all__ = ["CSP", "add_routes"]
+
+log = logging.getLogger("controller.wallboard")
+
+_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9]+)+")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def _static(name: str) -> bytes | None:
+    if not _FILE_NAME.fullmatch(name):  # no NULs, escapes, dot files or paths reach the disk
+        return None
+    try:
+        return (resources.files("controller.wallboard") / "static" / name).read_bytes()
+    except OSError:
+        return None
+
+
+def add_routes(app: web.Application, hub_key: web.AppKey, identify: Any) -> None:
+    """Mount the wallboard. ``identify(authorization) -> Principal`` (raises ApiError)."""
+
+    def page(name: str) -> web.Response:
+        suffix = name[name.rfind(".") :] if "." in name else ""
+        body = _static(name) if suffix in _TYPES else None
+        if body is None:
+            raise ApiError(404, "not_found", f"no wallboard file {name!r}")
+        return web.Response(
+            body=body,
+            content_type=_TYPES[suffix],
+            charset="utf-8",
+            headers={
+                "Content-Security-Policy": CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-cache",
+            },
+        )
+
+    async def index(request: web.Request) -> web.Response:
+        return page("index.html")
+
+    async def asset(request: web.Request) -> web.Response:
+        return page(request.match_info["name"])
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        """Queues, agents and charts as JSON frames (docs/wallboard.md); token in ``?token=``."""
+        token = request.query.get("token", "")
+        header = request.headers.get("Authorization") or (f"Bearer {token}" if token else None)
+        principal: Principal = identify(header)
+        if not (principal.is_admin or principal.is_supervisor):
+            raise ApiError(403, "forbidden", "the wallboard needs a supervisor token or the admin token")
+        origin = request.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc != request.host:
+            raise ApiError(
+                403, "forbidden", f"WebSocket from origin {origin!r} refused: open the wallboard itself"
+            )
+        hub: WallboardHub = request.app[hub_key]
+        ws = web.WebSocketResponse(heartbeat=20)
+        await ws.prepare(request)
+        queues = None if principal.is_admin else principal.queues
+        viewer = {
+            "role": principal.role,
+            "id": principal.supervisor_id,
+            "name": principal.name,
+            "queues": sorted(queues) if queues is not None else None,
+        }
+        feed = hub.subscribe(queues, viewer)
+        who = principal.label
+        log.info("wallboard connected", extra={"by": who, "connections": hub.connections})
+
+        async def reader() -> None:
+            async for msg in ws:
+                if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                    break
+
+        async def pump() -> None:
+            while True:
+                frame = await feed.queue.get()
+                if frame is None:
+                    return
+                await ws.send_str(frame)
+
+        tasks = [asyncio.create_task(reader()), asyncio.create_task(pump())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+                    await task
+            hub.unsubscribe(feed)
+            if not ws.closed:
+                await ws.close()
+            log.info("wallboard disconnected", extra={"by": who, "connections": hub.connections})
+        return ws
+
+    r = app.router
+    r.add_get("/wallboard", index)
+    r.add_get("/wallboard/{name}", asset)
+    r.add_get("/api/wallboard/stream", stream)
