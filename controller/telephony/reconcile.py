@@ -249,6 +249,10 @@ class Reconciler:
             return engine_at_ping - max(0.0, asterisk_now - created)
 
         for leg_channel, args in orphan_legs:
+            # A leg of ours that ended while the snapshots were read is listed but already
+            # forgotten: only a second pass (or the connect-time resync) proves an orphan.
+            if not doubt(f"orphan:{leg_channel.id}"):
+                continue
             call_id = args[2] if len(args) > 2 else ""
             customer_id = _customer_of(call_id, unknown_customers)
             agent_id = self._agent_of(leg_channel)

@@ -10,6 +10,7 @@ import asyncio
 
 from controller.acd.setup import Acceptance, DialplanTarget, HoldMode
 from controller.api.metrics import Metrics
+from controller.ari import models as ari
 from controller.sim import Answer
 from controller.telephony.lanes import Lanes
 from tests.telephony.conftest import make_setup
@@ -301,3 +302,46 @@ async def test_reconciliation_destroys_a_bridge_left_behind(world_factory):
     await shell.lanes.drain()
     assert "1234.5-hold" not in {b.id for b in await client.list_bridges()}
     assert shell.repairs["bridge_leaked"] == 1
+
+
+async def test_a_leg_in_the_snapshot_but_already_forgotten_needs_a_second_pass(world_factory):
+    """A periodic pass reads /channels, then the leg ends and is forgotten before the pass looks
+    at it (seen on a real Asterisk under load): one pass proves nothing; a second pass that still
+    lists a leg nobody knows hangs it up."""
+    w = await world_factory(make_setup({"alice": "agent1"}), {})
+    client, shell = w.controller.client, w.controller.shell
+    stale = ari.Channel.model_validate(
+        {
+            "id": "x-1.stale",
+            "name": "PJSIP/agent1-00000099",
+            "state": "Down",
+            "caller": {"name": "", "number": ""},
+            "connected": {"name": "", "number": ""},
+            "accountcode": "",
+            "dialplan": {
+                "context": "from-agents",
+                "exten": "s",
+                "priority": 1,
+                "app_name": "Stasis",
+                "app_data": f"{shell.app},offer,x-1,x",
+            },
+            "creationtime": "2026-12-04T10:00:00.000+0000",
+            "language": "en",
+        }
+    )
+    list_channels, get_application = client.list_channels, client.get_application
+
+    async def channels_with_stale():
+        return [*await list_channels(), stale]
+
+    async def app_with_stale(name):
+        app = await get_application(name)
+        return app.model_copy(update={"channel_ids": [*app.channel_ids, stale.id]})
+
+    client.list_channels, client.get_application = channels_with_stale, app_with_stale
+    await shell.reconcile()
+    await shell.lanes.drain()
+    assert shell.repairs["orphan_leg"] == 0, "one snapshot is no proof"
+    await shell.reconcile()
+    await shell.lanes.drain()
+    assert shell.repairs["orphan_leg"] == 1
