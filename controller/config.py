@@ -121,6 +121,7 @@ class Settings(BaseSettings):
     # history, HTTP API, events (issue: reporting API, metrics, events)
     admin_token: SecretStr = SecretStr("")
     service_level: float = Field(20.0, gt=0, allow_inf_nan=False)
+    service_level_target: float = Field(80.0, gt=0, le=100, allow_inf_nan=False)  # % (wallboard)
     store_buffer: int = Field(100_000, ge=1)
     queue_log: str = ""
     events_url: str = ""
@@ -351,6 +352,7 @@ _SETTING_EXPECT: dict[str, str] = {
     "log_format": "text or json",
     "admin_token": "a string (the bearer token of the HTTP API's admin)",
     "service_level": "a number of seconds > 0",
+    "service_level_target": "a percentage > 0 and <= 100",
     "store_buffer": "a whole number >= 1 (history records kept in memory while the database is down)",
     "queue_log": "a file path, or empty for no queue_log",
     "events_url": "an http:// or https:// URL, or empty for no events webhook",

@@ -124,6 +124,7 @@ class Services:
             wall_for(c.clock),
             db=self.db,
             service_level=self.settings.service_level,
+            service_level_target=self.settings.service_level_target / 100,
             history_now=lambda: self.writer.ts(c.clock.now()) if self.writer is not None else None,
         )
         c.shell.listeners.append(hub.listener)

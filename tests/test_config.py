@@ -659,3 +659,11 @@ def test_short_secrets_are_named() -> None:
         database_url="postgresql+asyncpg://acd:pw@db/acd",
     )
     assert s.short_secrets() == ["ACD_ARI_PASSWORD", "ACD_WA_APP_SECRET", "ACD_DATABASE_URL (its password)"]
+
+
+def test_service_level_target_is_a_percentage(monkeypatch) -> None:
+    monkeypatch.setenv("ACD_SERVICE_LEVEL_TARGET", "95")
+    assert load_settings().service_level_target == 95
+    monkeypatch.setenv("ACD_SERVICE_LEVEL_TARGET", "150")
+    with pytest.raises(ConfigError, match="ACD_SERVICE_LEVEL_TARGET"):
+        load_settings()

@@ -44,7 +44,9 @@ async def floor(tmp_path):
     phones = {"agent1": NoAnswer(), "agent2": NoAnswer(), "agent3": NoAnswer()}
     tokens = {a: hash_token(t) for a, t in AGENT_TOKENS.items()}
     async with migrated_db("sqlite", tmp_path) as (db, _url, _schema):
-        s = await make_stack(db, floor_setup(), phones, agent_tokens=tokens, service_level=10)
+        s = await make_stack(
+            db, floor_setup(), phones, agent_tokens=tokens, service_level=10, service_level_target=95
+        )
         s.services.api_auth.set_supervisors(SUPERVISORS)
         s.sim.dialplan["101"] = ("acd", ["support"])
         s.sim.dialplan["102"] = ("acd", ["sales"])

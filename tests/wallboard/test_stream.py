@@ -21,7 +21,7 @@ async def test_snapshot_of_a_sales_supervisor_holds_nothing_of_support(floor):
     assert set(snap["agents"]) == {"alice", "carol"}
     assert snap["agents"]["carol"]["queues"] == ["sales"]
     assert snap["viewer"] == {"role": "supervisor", "id": "sam", "name": "Sam", "queues": ["sales"]}
-    assert snap["service_level_seconds"] == 10
+    assert snap["service_level_seconds"] == 10 and snap["service_level_target"] == 0.95
     status, metrics, _ = await floor.request("GET", "/metrics")
     assert status == 200 and "acd_wallboard_connections 1.0" in metrics
 
