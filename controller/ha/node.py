@@ -148,6 +148,16 @@ class Node:
             },
         )
         try:
+            return await self._serve_term(acquired, renewer, started)
+        except asyncio.CancelledError:  # killed (tests): no release, no stop; the lease expires
+            renewer.cancel()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            raise
+
+    async def _serve_term(self, acquired: Acquired, renewer: asyncio.Task[None], started: float) -> str:
+        loop = asyncio.get_running_loop()
+        try:
             self.term = await self._until_lost(self.activate(acquired))
         except _Lost:
             self.term = None
