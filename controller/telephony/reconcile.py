@@ -285,6 +285,7 @@ class Reconciler:
             self._repair("orphan_leg", channel=leg_channel.id)
             self.stats["orphan_leg"] += 1
             self.lanes.submit(f"orphan:{leg_channel.id}", lambda cid=leg_channel.id: self._hangup_orphan(cid))
+
         def place(item: tuple[str, tuple[ari.Channel, list[str]]]) -> tuple[int, str, str]:
             channel, args = item[1]
             try:  # a bad priority is logged once, by _arrive

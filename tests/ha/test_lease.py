@@ -106,7 +106,14 @@ async def test_a_fenced_writer_writes_nothing(pg):
     writer.listener(
         cmd.Record(
             "call.queued",
-            {"call": "c1", "queue": "support", "at": 1.0, "caller_number": "1", "caller_name": "x", "priority": 0},
+            {
+                "call": "c1",
+                "queue": "support",
+                "at": 1.0,
+                "caller_number": "1",
+                "caller_name": "x",
+                "priority": 0,
+            },
         )
     )
     async with asyncio.timeout(10):

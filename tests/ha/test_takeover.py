@@ -63,7 +63,9 @@ async def test_standby_waits_and_answers_with_the_active_address(cluster_factory
 
 
 async def test_clean_stop_hands_over_at_once(cluster_factory):
-    c = await cluster_factory(make_setup({"alice": "alice"}), {"alice": Answer(after=0.5)}, ha_ttl=60, ha_renew=1)
+    c = await cluster_factory(
+        make_setup({"alice": "alice"}), {"alice": Answer(after=0.5)}, ha_ttl=60, ha_renew=1
+    )
     a = await c.replica("a")
     await _until(a.node.became_active.is_set)
     b = await c.replica("b")
