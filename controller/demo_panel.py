@@ -97,7 +97,6 @@ def demo_routes(controller: Controller, phone: Phone, identify: Any) -> Any:
             raise ApiError(404, "not_found", f"agent {agent_id!r} has no softphone on this page")
         if action not in ("answer", "decline"):
             raise ApiError(404, "not_found", "unknown phone action; one of answer, decline")
-
         def ringing_now() -> list[Any]:
             return [i for i in phone.active_calls if i.outcome in ("trying", "ringing")]
 

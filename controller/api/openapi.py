@@ -158,12 +158,8 @@ def openapi_spec() -> dict[str, Any]:
             },
         },
         "paths": {
-            "/": {
-                "get": {
-                    "summary": "The agent panel (HTML page; no token needed to load it)",
-                    "responses": {"200": {"description": "text/html"}},
-                }
-            },
+            "/": {"get": {"summary": "The agent panel (HTML page; no token needed to load it)",
+                          "responses": {"200": {"description": "text/html"}}}},
             "/panel/config.json": {
                 "get": {
                     "summary": "What the panel page needs: the WhatsApp sidecar's URL, language, demo mode",

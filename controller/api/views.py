@@ -32,7 +32,6 @@ def wall_for(clock: Clock) -> Wall:
 
     return wall
 
-
 _CRM_OFF: Mapping[str, Any] = {"status": "off", "data": None, "error": None}
 
 

@@ -67,7 +67,9 @@ def _sqlite_file(engine: AsyncEngine) -> str | None:
 
 
 class SidecarWriter:
-    def __init__(self, engine: AsyncEngine, *, synchronous: str = "FULL", busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, synchronous: str = "FULL", busy_timeout: float = 30.0
+    ) -> None:
         sync = synchronous.upper()
         if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous: OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
