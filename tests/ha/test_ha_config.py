@@ -32,7 +32,8 @@ def test_renewal_must_fit_three_times_in_the_ttl() -> None:
         load_settings(
             env_file=None, ha=True, database_url="postgresql+asyncpg://u@h/db", ha_ttl=2, ha_renew=1
         )
-    assert "ACD_HA_RENEW: must be a number of seconds > 0, at most a third of ACD_HA_TTL, got 1" in str(info.value)
+    expected = "ACD_HA_RENEW: must be a number of seconds > 0, at most a third of ACD_HA_TTL, got 1"
+    assert expected in str(info.value)
 
 
 def test_valid_ha_settings() -> None:
