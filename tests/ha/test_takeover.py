@@ -92,6 +92,7 @@ async def test_killed_active_standby_takes_over_callers_keep_their_place(cluster
     third = sim.place_call("101", caller_number="1003")
     await third.wait_for(lambda r: r.hearing_moh, timeout=30)
 
+    await a.services.writer.flushed()  # what a kill loses from memory is not this test's subject
     await a.kill()  # kill -9: no release, the lease expires on the database's clock
     await _until(b.node.became_active.is_set)
 
@@ -136,3 +137,37 @@ async def test_frozen_active_is_fenced_and_sends_nothing_after_the_takeover(clus
         await old_client.hangup(caller.channel_id)
     assert caller.channel is not None and caller.bridged_with == "alice"
     assert a.node.role == "fenced"
+
+
+async def test_active_that_cannot_renew_is_fenced_at_its_deadline_and_the_standby_takes_over(cluster_factory):
+    """The database is unreachable from the active (renewals fail, not refused): the watchdog fences
+    it when its local deadline passes, before the row expires, and a standby takes over."""
+    c = await cluster_factory(make_setup({"alice": "alice"}), {"alice": Answer(after=0.5)})
+    a = await c.replica("a")
+    await _until(a.node.became_active.is_set)
+    b = await c.replica("b")
+
+    async def unreachable() -> bool:
+        raise ConnectionRefusedError("database down")
+
+    a.lease.renew = unreachable  # type: ignore[method-assign]
+    await _until(lambda: a.ended.done())
+    assert a.ended.result() == "deadline" and a.node.stats["renew_failures"] >= 1
+    await _until(b.node.became_active.is_set)
+    caller = c.sim.place_call("101")
+    await caller.wait_for(lambda r: r.bridged_with == "alice", timeout=30)
+
+
+async def test_active_cut_off_from_ari_hands_the_app_over(cluster_factory):
+    """The active's events websocket stays down longer than the grace: it releases the lease; a
+    replica that can reach Asterisk takes the app."""
+    c = await cluster_factory(make_setup({"alice": "alice"}), {"alice": Answer(after=0.5)})
+    a = await c.replica("a")
+    await _until(a.node.became_active.is_set)
+    b = await c.replica("b")
+    await c.sim.drop_connections("acd", refuse_for=3 * 20.0)  # 3 wall s > ACD_HA_TTL (1 s)
+    await _until(lambda: a.ended.done())
+    assert a.ended.result() == "ari" and a.node.stats["ari_lost"] == 1
+    await _until(b.node.became_active.is_set)
+    caller = c.sim.place_call("101")
+    await caller.wait_for(lambda r: r.bridged_with == "alice", timeout=30)
