@@ -71,6 +71,7 @@ class Replica:
         self.lease = Lease(self.lease_db, settings.ari_app, self.holder, address, ttl=settings.ha_ttl)
         self.node = Node(self.lease, self._activate, renew=settings.ha_renew, ari_ok=self._ari_ok)
         self.controller: Controller | None = None
+        self.term_token: int | None = None  # the lease token of this replica's active term
         self.services: Any = None
         self.url: str | None = None
         self.ended: asyncio.Future[str] | None = None
@@ -168,6 +169,7 @@ class Replica:
         from controller.service import Services  # history store, API (imports the whole app)
 
         controller = self.make_controller()
+        self.term_token = acquired.token
         controller.client.fence = self.lease.held
         if acquired.token > 1:
             controller.engine.offer_prefix = f"t{acquired.token}."
