@@ -140,6 +140,7 @@ class Chaos:
         self.engines: list[Any] = []
         self.restart_cut: set[str] = set()  # callers cut by a restart of Asterisk
         self.kills = 0
+        self.final_roles: dict[str, str] = {}
         self.names = 0
 
     # ------------------------------------------------------------------ plumbing
@@ -271,6 +272,7 @@ class Chaos:
         self.sim.event_delay = 0.0
         await self._keep_two()
         await self._settle()
+        self.final_roles = {r.holder: f"{r.node.role}:{r.node.reason or '-'}" for r in self.replicas}
         for r in list(self.replicas):
             await r.stop()
         await self._check()
@@ -301,6 +303,10 @@ class Chaos:
             self.report.details.append(str(exc))
 
     # ------------------------------------------------------------------ invariants
+
+    def _failover(self) -> bool:
+        """A replica was killed or fenced: what it had not written yet is gone with it."""
+        return bool(self.kills) or any(r.node.stats["lost"] for r in self.replicas)
 
     def _violate(self, kind: str, detail: str) -> None:
         self.report.violations[kind] += 1
@@ -337,9 +343,8 @@ class Chaos:
                 if b0 < a1 and ia.channel_id not in self.restart_cut:
                     self._violate("double_offer", f"{phone.name}: {ia.channel_id} and {ib.channel_id}")
         if sim.engine.channels or sim.engine.bridges:
-            self._violate(
-                "leftover", f"{len(sim.engine.channels)} channels, {len(sim.engine.bridges)} bridges"
-            )
+            left = f"{len(sim.engine.channels)} channels, {len(sim.engine.bridges)} bridges"
+            self._violate("leftover", f"{left}; replicas at the end: {self.final_roles}")
         db = create_engine(PG_URL, schema=self.schema, pool_size=1)
         try:
             async with db.connect() as conn:
@@ -358,7 +363,7 @@ class Chaos:
                 invited.add(offer_id)
                 row = rows.get(offer_id)
                 if row is None:
-                    if self.kills:
+                    if self._failover():
                         rep.lost_with_kill += 1
                     else:
                         self._violate("offer_rows", f"INVITE {invite.channel_id} to {name} has no offer row")
@@ -370,17 +375,22 @@ class Chaos:
         reached = [c for c in sim.calls if c.channel_id and c.answered_at is not None]
         for caller in reached:
             if not any(cid == caller.channel_id or cid.startswith(caller.channel_id + "-r") for cid in calls):
-                if self.kills or caller.channel_id in self.restart_cut:
+                if self._failover() or caller.channel_id in self.restart_cut:
                     rep.lost_with_kill += 1
                 else:
                     self._violate("call_rows", caller.channel_id)
         for r in self.replicas:
             rep.takeovers += r.node.takeover_seconds
         last = [r for r in self.replicas if r.term_token is not None and r.services is not None]
-        if last and not self.kills:
+        if last and not self.kills and last[-1].node.reason in ("", "stopped"):
             r = last[-1]
             prefix = f"-t{r.term_token}." if r.term_token > 1 else None
-            mine = [o for o in offers if (prefix in o.id if prefix else "-t" not in o.id)]
+            # a call taken back talking has a "restored" offer row but no offer.ended (nothing rang)
+            mine = [
+                o
+                for o in offers
+                if (prefix in o.id if prefix else "-t" not in o.id) and o.detail != "restored"
+            ]
             counted = sum(r.services.metrics.offers.values())
             if counted != len(mine):
                 self._violate("metrics", f"acd_offers_total {counted} vs {len(mine)} offer rows of the term")
