@@ -34,6 +34,8 @@ log = logging.getLogger("controller.ha")
 
 __all__ = ["Node", "Term"]
 
+START_GRACE = 10.0  # s a new term may take to restore and resync before "offline" counts
+
 
 @dataclass
 class Term:
@@ -69,6 +71,7 @@ class Node:
         self.reason = ""
         self.became_active = asyncio.Event()
         self.paused = False  # tests: a frozen renewal (the process would be stopped)
+        self.start_grace = START_GRACE
         self._lost = asyncio.Event()
         self._stopping = asyncio.Event()
         self._watchdog: asyncio.TimerHandle | None = None
@@ -240,26 +243,31 @@ class Node:
             self._arm_watchdog()
 
     async def _renew_forever(self) -> None:
+        # A term that never gets online must not keep the app either (start: store restore, resync).
+        began = time.monotonic()
         offline_since: float | None = None
         while True:
             await asyncio.sleep(self.renew_every)
             if self.paused:
                 continue
             term = self.term
-            if term is not None:
-                now = time.monotonic()
-                if term.online():
-                    offline_since = None
-                elif offline_since is None:
-                    offline_since = now
-                elif now - offline_since >= self.ari_grace:
-                    # Asterisk unreachable from here: hand the app to a replica that can reach it
-                    self.stats["ari_lost"] += 1
-                    token = self.lease.token
-                    self.lose("ari")
-                    with contextlib.suppress(Exception):
-                        await self.lease.release(token)
-                    return
+            now = time.monotonic()
+            if term is None:
+                cut_off = now - began >= self.start_grace + self.ari_grace
+            elif term.online():
+                offline_since, cut_off = None, False
+            else:
+                offline_since = now if offline_since is None else offline_since
+                cut_off = now - offline_since >= self.ari_grace
+            if cut_off:
+                # Asterisk unreachable from here: hand the app to a replica that can reach it
+                self.stats["ari_lost"] += 1
+                token = self.lease.token
+                self.lease.drop()  # fenced at once; released before the node stops this task
+                with contextlib.suppress(Exception):
+                    await self.lease.release(token)
+                self.lose("ari")
+                return
             try:
                 ok = await self.lease.renew()
             except Exception as exc:  # the watchdog fences us if this lasts until the deadline

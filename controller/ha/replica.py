@@ -166,6 +166,14 @@ class Replica:
     # ------------------------------------------------------------------ active side
 
     async def _activate(self, acquired: Acquired) -> Term:
+        try:
+            return await self._start_term(acquired)
+        except BaseException:  # failed or cancelled (lease lost while starting): close what opened
+            with contextlib.suppress(Exception):
+                await self._stop_term()
+            raise
+
+    async def _start_term(self, acquired: Acquired) -> Term:
         from controller.service import Services  # history store, API (imports the whole app)
 
         controller = self.make_controller()

@@ -171,3 +171,15 @@ async def test_active_cut_off_from_ari_hands_the_app_over(cluster_factory):
     await _until(b.node.became_active.is_set)
     caller = c.sim.place_call("101")
     await caller.wait_for(lambda r: r.bridged_with == "alice", timeout=30)
+
+
+async def test_a_term_whose_websocket_never_connects_gives_the_lease_up(cluster_factory):
+    """Won the lease but Asterisk refuses the events websocket: it must not keep the app."""
+    c = await cluster_factory(make_setup({"alice": "alice"}), {"alice": Answer(after=0.5)})
+    c.sim.refuse_websockets()  # until further notice
+    a = await c.replica("a")
+    a.node.start_grace = 0.2
+    await _until(lambda: a.ended.done())
+    assert a.ended.result() == "ari" and a.node.stats["takeovers"] == 1
+    info = await a.lease.current()
+    assert info is not None and not info.live  # released: the next replica need not wait
