@@ -253,6 +253,7 @@ class Chaos:
         async with asyncio.timeout(30):
             await self.replicas[0].node.became_active.wait()
         await self._replica()
+        supervisor = asyncio.ensure_future(self._supervise())
         horizon = self.calls * 2.0  # clock s of traffic: one call every 2 s on average
         fault_times = sorted(self.rng.uniform(5, horizon) for _ in range(max(1, self.calls // 15)))
         faults = [(t, self.rng.choice(self.fault_kinds)) for t in fault_times] if self.fault_kinds else []
@@ -272,6 +273,7 @@ class Chaos:
         self.sim.event_delay = 0.0
         await self._keep_two()
         await self._settle()
+        supervisor.cancel()
         self.final_roles = {r.holder: f"{r.node.role}:{r.node.reason or '-'}" for r in self.replicas}
         for r in list(self.replicas):
             await r.stop()
@@ -281,6 +283,12 @@ class Chaos:
         await self.sim.stop()
         self.report.wall = time.monotonic() - started
         return self.report
+
+    async def _supervise(self) -> None:
+        """Like ``restart: unless-stopped``: a replica that exits is replaced, until the end."""
+        while True:
+            await asyncio.sleep(0.2)
+            await self._keep_two()
 
     async def _inject(self, faults: list[tuple[float, str]]) -> None:
         t0 = self.clock.now()
