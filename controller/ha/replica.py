@@ -207,6 +207,9 @@ class Replica:
 
     async def _stop_term(self) -> None:
         controller, services = self.controller, self.services
+        if services is not None and services.writer is not None and not self.lease.held():
+            # fenced: nothing may be written any more, so do not wait for a flush that cannot happen
+            await services.writer.close(timeout=0)
         if controller is not None:
             await controller.stop()
         if services is not None:
