@@ -106,6 +106,10 @@ def _stderr(message: str) -> None:
 
 async def run_controller(settings: Settings, setup: AcdSetup) -> int:
     """``acdctl run``: attach to ARI and route calls until SIGINT/SIGTERM."""
+    if settings.ha:  # hot standby: one replica of several (controller.ha)
+        from controller.ha.run import run_ha
+
+        return await run_ha(settings, setup)
     controller = Controller.from_settings(settings, setup)
     try:
         info = await controller.check_ari()

@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     crm_url: str = ""  # e.g. https://crm.example/api/customers?phone={caller_number}
     crm_timeout: float = Field(2.0, gt=0, le=30, allow_inf_nan=False)
     call_info_headers: str = ""  # SIP headers of the caller's INVITE shown on the offer card
+    # hot standby (controller.ha; README "High availability"): replicas share a lease in PostgreSQL
+    ha: bool = False
+    ha_ttl: float = Field(5.0, gt=0, le=300, allow_inf_nan=False)  # s a silent active keeps the lease
+    ha_renew: float = Field(1.0, gt=0, le=100, allow_inf_nan=False)  # s between two renewals/attempts
+    ha_address: str = ""  # this replica's HTTP API as clients reach it (standbys point to it)
 
     @field_validator("panel_whatsapp_url")
     @classmethod
@@ -353,6 +358,10 @@ _SETTING_EXPECT: dict[str, str] = {
     "admin_token": "a string (the bearer token of the HTTP API's admin)",
     "service_level": "a number of seconds > 0",
     "service_level_target": "a percentage > 0 and <= 100",
+    "ha": "true or false (hot standby: several controllers, one active, on PostgreSQL)",
+    "ha_ttl": "a number of seconds > 0 and <= 300 (how long a silent active keeps the lease)",
+    "ha_renew": "a number of seconds > 0, at most a third of ACD_HA_TTL",
+    "ha_address": "an http:// or https:// URL (this replica's HTTP API as clients reach it), or empty",
     "store_buffer": "a whole number >= 1 (history records kept in memory while the database is down)",
     "queue_log": "a file path, or empty for no queue_log",
     "events_url": "an http:// or https:// URL, or empty for no events webhook",
@@ -431,9 +440,32 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
         problems.append(
             f"settings: ACD_EVENTS_SECRET: must be {_SETTING_EXPECT['events_secret']}, got nothing"
         )
+    problems += _ha_problems(settings)
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def _ha_problems(settings: Settings) -> list[str]:
+    """Hot standby needs a database every replica shares and that judges the lease: PostgreSQL."""
+    if not settings.ha:
+        return []
+    problems = []
+    if not settings.database_url.startswith("postgresql"):
+        problems.append(
+            "settings: ACD_HA: hot standby needs PostgreSQL (every replica must share the lease and "
+            "the history); set ACD_DATABASE_URL=postgresql+asyncpg://USER:PASSWORD@HOST:5432/DB, or "
+            "ACD_HA=false for one controller on SQLite"
+        )
+    if settings.ha_renew * 3 > settings.ha_ttl:
+        problems.append(
+            f"settings: ACD_HA_RENEW: must be {_SETTING_EXPECT['ha_renew']}, got {settings.ha_renew:g} "
+            f"with ACD_HA_TTL={settings.ha_ttl:g}"
+        )
+    address = settings.ha_address.strip()
+    if address and not re.match(r"^https?://[^/\s]+", address):
+        problems.append(f"settings: ACD_HA_ADDRESS: must be {_SETTING_EXPECT['ha_address']}, got {address!r}")
+    return problems
 
 
 def _unknown_dotenv_keys(env_file: str | Path | None) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -70,6 +70,7 @@ class Services:
         self.panel: PanelHub | None = None
         self.panel_config = PanelConfig(settings.panel_whatsapp_url, settings.panel_language, demo=demo)
         self.app_hooks: list[Callable[[web.Application], None]] = []
+        self.extra_health: Callable[[], Awaitable[dict]] | None = None  # hot standby: /healthz "ha"
         self._auth: Auth | None = None
         self.reloader = Reloader(controller, settings.config)
         self.reloader.on_tokens.append(lambda tokens: self.api_auth.set_agent_tokens(tokens))
@@ -226,6 +227,7 @@ class Services:
             panel_config=self.panel_config,
             app_hooks=list(self.app_hooks),
             reload=self.reloader.reload,
+            extra={"ha": self.extra_health} if self.extra_health is not None else {},
         )
 
     async def serve(self, host: str | None = None, port: int | None = None) -> str:

@@ -182,6 +182,9 @@ class Engine:
     def __init__(self, setup: AcdSetup, *, seed: int | None = None, recent_limit: int = 10_000) -> None:
         self.setup = setup
         self.rng = random.Random(seed)
+        # Hot standby: offers of a later term get ids of their own ("<call>-t2.1"), so the store
+        # never mixes an offer of this term with one of an earlier term of the same call.
+        self.offer_prefix = ""
         self.calls: dict[str, Call] = {}
         self.offers: dict[str, Offer] = {}
         self.agents: dict[str, Agent] = {}
@@ -332,7 +335,9 @@ class Engine:
         call = Call(e.call_id, e.queue, e.caller_number, e.caller_name, 0, {}, arrived, next(self._call_seq))
         call.offer_count = 1
         call.open_legs = 1
-        offer = Offer(f"{call.id}-1", call.id, agent.id, now, now, state=OfferState.CONNECTED)
+        offer = Offer(
+            f"{call.id}-{self.offer_prefix}1", call.id, agent.id, now, now, state=OfferState.CONNECTED
+        )
         offer.outcome, offer.answered_at = Outcome.ACCEPTED, now
         call.state, call.connected_offer, call.connected_at = CallState.CONNECTED, offer.id, now
         self.calls[call.id] = call
@@ -405,7 +410,7 @@ class Engine:
             self._remember(call.id)
 
     def _offers_of(self, call: Call) -> Iterable[str]:
-        return (f"{call.id}-{n}" for n in range(1, call.offer_count + 1))
+        return (f"{call.id}-{self.offer_prefix}{n}" for n in range(1, call.offer_count + 1))
 
     # ------------------------------------------------------------------ dispatch
 
@@ -480,7 +485,13 @@ class Engine:
     ) -> None:
         now = self._now
         call.offer_count += 1
-        offer = Offer(f"{call.id}-{call.offer_count}", call.id, agent.id, now, now + queue.ring_timeout)
+        offer = Offer(
+            f"{call.id}-{self.offer_prefix}{call.offer_count}",
+            call.id,
+            agent.id,
+            now,
+            now + queue.ring_timeout,
+        )
         offer.leg_open = False
         offer.acceptance = queue.acceptance
         self.offers[offer.id] = offer

@@ -205,6 +205,9 @@ async def healthz(request: web.Request) -> web.Response:
             database["dropped_records"] = ctx.writer.stats["dropped"]
     ok = ari and db_ok
     body = {"status": "ok" if ok else "degraded", "ari": {"connected": ari}, "database": database}
+    if "ha" in ctx.extra:  # hot standby: this replica's role and who holds the lease
+        body["role"] = "active"
+        body["ha"] = await ctx.extra["ha"]()
     return reply(body, 200 if ok else 503)
 
 

@@ -52,6 +52,7 @@ class Metrics(Collector):
         self.offers: Counter[str] = Counter()
         self.api_rejected: Counter[str] = Counter()  # by error code; the API's errors middleware counts
         self.reloads: Counter[str] | None = None  # queue-file reloads by result (controller.reload)
+        self.extra_collectors: list[Callable[[], Iterable[Metric]]] = []  # e.g. hot standby (controller.ha)
         self.registry = CollectorRegistry(auto_describe=False)
         self.reaction = Histogram(
             "acd_reaction_seconds",
@@ -199,6 +200,8 @@ class Metrics(Collector):
             pending = self.outbox_pending()
             if pending is not None:
                 yield _gauge("acd_events_pending", "Outgoing events not yet acknowledged", pending)
+        for extra in self.extra_collectors:
+            yield from extra()
 
 
 def _gauge(name: str, doc: str, value: Any) -> GaugeMetricFamily:

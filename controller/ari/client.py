@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
@@ -29,6 +29,7 @@ from .errors import (
     AriServerError,
     AriUnauthorized,
     EndpointUnreachable,
+    Fenced,
 )
 from .models import Application, Bridge, Channel, Endpoint, Playback
 
@@ -97,6 +98,8 @@ class AriClient:
         self._auth_header = {"Authorization": f"Basic {token}"}
         self._session = session
         self._own_session = session is None
+        # hot standby: asked before every request and websocket connect; False = fenced, send nothing
+        self.fence: Callable[[], bool] | None = None
 
     def __repr__(self) -> str:
         return f"AriClient(base_url={self.base_url!r}, user={self.user!r}, app={self.app!r})"
@@ -163,6 +166,9 @@ class AriClient:
         endpoint: str | None = None,
     ) -> Any:
         """Send one request below ``/ari``; return the decoded JSON body (None for 204)."""
+        if self.fence is not None and not self.fence():
+            self.stats["fenced"] += 1
+            raise Fenced(f"{method} {path} not sent")
         query = {k: str(v) for k, v in (params or {}).items() if v is not None}
         body = {"variables": variables} if variables else None
         url = f"{self.base_url}/ari{path}"
@@ -550,6 +556,8 @@ class AriClient:
         contain the URL's api_key.
         """
         what = f"the events websocket {self.events_url}"
+        if self.fence is not None and not self.fence():
+            raise Fenced(f"{what} not opened")
         try:
             async with asyncio.timeout(self.request_timeout):
                 return await self.session.ws_connect(

@@ -76,6 +76,17 @@ class AriConnectionError(AriError):
     """No HTTP response at all: connection refused, DNS failure, timeout, dropped connection."""
 
 
+class Fenced(AriConnectionError):
+    """Hot standby: this process no longer holds the lease, so nothing it would send may go out.
+
+    An ``AriConnectionError`` so every caller already treats it as "no answer" (logged, counted,
+    never a crash) while the process stops (``controller.ha``)."""
+
+    def __init__(self, what: str = "") -> None:
+        suffix = f": {what}" if what else ""
+        super().__init__(None, f"not the active controller any more (lease lost){suffix}")
+
+
 class ApplicationReplaced(Exception):
     """Another process connected a websocket for the same ARI application and took it over.
 

@@ -24,7 +24,9 @@ class Base(DeclarativeBase):
 
 # Modules that declare tables: the store's own, then whatever features registered. The store never
 # names a feature; a feature registers its models here when its package is imported.
-_MODEL_MODULES: dict[str, None] = dict.fromkeys(("controller.store.history", "controller.store.agent_state"))
+_MODEL_MODULES: dict[str, None] = dict.fromkeys(
+    ("controller.store.history", "controller.store.agent_state", "controller.store.lease")
+)
 
 
 def register_models(*modules: str) -> None:

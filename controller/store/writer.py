@@ -22,7 +22,7 @@ import logging
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from itertools import count
 from typing import TYPE_CHECKING, Any
@@ -97,6 +97,8 @@ class HistoryWriter:
         self._flushed = asyncio.Event()
         self._statements: dict[tuple[str, frozenset[str]], Any] = {}
         self.on_commit: list[Callable[[int], None]] = []  # e.g. wake the outbox deliverer
+        # hot standby: checks inside each write transaction that this process still holds the lease
+        self.guard: Callable[[AsyncConnection], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------------ hot path
 
@@ -412,6 +414,8 @@ class HistoryWriter:
         """Write one batch in one transaction (idempotent: safe to retry as a whole)."""
         rows = self._fold_checked(list(batch))
         async with writing(self.db) as conn:
+            if self.guard is not None:
+                await self.guard(conn)  # a fenced former active writes nothing
             await self._upsert(conn, CallRow.__table__, rows["calls"].values())
             await self._upsert(conn, OfferRow.__table__, rows["offers"].values())
             await self._upsert(conn, AgentRow.__table__, rows["agents"].values())

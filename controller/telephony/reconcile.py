@@ -289,7 +289,18 @@ class Reconciler:
             self._repair("orphan_leg", channel=leg_channel.id)
             self.stats["orphan_leg"] += 1
             self.lanes.submit(f"orphan:{leg_channel.id}", lambda cid=leg_channel.id: self._hangup_orphan(cid))
-        for channel_id, (channel, args) in unknown_customers.items():
+
+        def place(item: tuple[str, tuple[ari.Channel, list[str]]]) -> tuple[int, str, str]:
+            channel, args = item[1]
+            try:  # a bad priority is logged once, by _arrive
+                priority = int(args[1]) if len(args) > 1 and args[1].strip() else 0
+            except ValueError:
+                priority = 0
+            return (-priority, channel.creationtime, channel.id)
+
+        # Each arrival is dispatched at once: take callers back in their queue order (priority,
+        # then arrival), so a free agent gets the caller who waited longest, as before the gap.
+        for channel_id, (channel, args) in sorted(unknown_customers.items(), key=place):
             self._repair("requeued", call=channel_id)
             bridge = bridge_of.get(channel_id)
             call_id = self._new_call_id(channel_id)

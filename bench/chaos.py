@@ -1,0 +1,467 @@
+"""Chaos suite: randomized traffic and faults on the simulator, two hot-standby replicas, invariants.
+
+One run (``run(seed, calls, faults)``): a simulated Asterisk with agents whose phones answer,
+decline, ring out or are busy at random; callers with random patience and talk time; two replicas
+(``controller.ha``) on one PostgreSQL schema. While the calls come in, faults are injected at random
+moments (``FAULTS``): the events websocket dropped, REST requests failing (5xx) or slow, events
+delayed, the active killed (``kill -9``) or frozen (its renewals stop, as under SIGSTOP) with a
+fresh replica started in its place as a supervisor would, the database unreachable from the active
+for a while, Asterisk restarted (every channel gone). Then every fault is lifted, every caller is
+left to finish, the replicas stop, and the invariants are checked on independent evidence only:
+the simulator's records (what each caller and phone experienced, what is left in it) and the
+store's rows, never the engines' own state.
+
+Invariants (``Report.violations``):
+- ``caller_lost``: a caller ended by Asterisk without having talked to an agent and not by a
+  restart of Asterisk (each caller talks, hangs up by themselves, or is cut by the restart);
+- ``caller_stuck``: a caller still there at the end;
+- ``double_offer``: a phone rang for two calls at once (two INVITEs alive at the same time);
+- ``unaccepted_bridge``: a caller talked to a phone that had not answered that INVITE;
+- ``leftover``: channels or bridges left in the simulator at the end;
+- ``offer_rows``: an INVITE without its offer row, or more offer rows than INVITEs (per phone);
+  the INVITEs of a killed replica's last moments may be missing (what it had not written yet dies
+  with it, as without HA): those are counted in ``lost_with_kill``, not as violations;
+- ``call_rows``: a caller that reached the app without its call row (same exception);
+- ``metrics``: the last active's ``acd_offers_total`` differs from the offer rows of its term.
+
+Seeds are reproducible (traffic, behaviours and fault times come from ``random.Random(seed)``);
+wall-clock scheduling still varies, so a failing seed is re-run and, once understood, becomes a
+regression test. CI: ``tests/ha/test_chaos.py`` (a short set). Long run:
+``.venv/bin/python -m bench.chaos --runs 20 --calls 500`` (figures in docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import statistics
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, text
+
+from controller.acd.setup import AcdSetup, AgentConfig, Membership, QueueConfig
+from controller.app import Controller
+from controller.clock import Clock
+from controller.config import load_settings
+from controller.ha.replica import Replica
+from controller.sim import Answer, Busy, Decline, NoAnswer, SimAsterisk
+from controller.store import create_engine, upgrade
+from controller.store.history import CallRow, OfferRow
+
+PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+SPEED = 20.0  # clock seconds per wall second
+FAULTS = ("ws_drop", "rest_5xx", "rest_slow", "event_delay", "kill", "freeze", "db_down", "asterisk_restart")
+ADMIN = "chaos-admin-token"
+
+
+@dataclass
+class Report:
+    seed: int
+    calls: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    violations: Counter[str] = field(default_factory=Counter)
+    details: list[str] = field(default_factory=list)
+    lost_with_kill: int = 0
+    takeovers: list[float] = field(default_factory=list)
+    invites: int = 0
+    wall: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "calls": self.calls,
+            "invites": self.invites,
+            "faults": dict(self.faults),
+            "outcomes": dict(self.outcomes),
+            "violations": dict(self.violations),
+            "lost_with_kill": self.lost_with_kill,
+            "takeovers": [round(t, 3) for t in self.takeovers],
+            "wall_s": round(self.wall, 1),
+            "details": self.details[:20],
+        }
+
+
+def _setup(agents: int) -> AcdSetup:
+    queue = QueueConfig("support", ring_timeout=8.0, wrapup=1.0, max_no_answer=1000)
+    return AcdSetup(
+        queues={"support": queue},
+        agents={
+            f"a{i}": AgentConfig(f"a{i}", f"Agent {i}", f"PJSIP/a{i}", (Membership("support"),))
+            for i in range(agents)
+        },
+    )
+
+
+def _behaviour(rng: random.Random):
+    def choose(_invite: Any):
+        r = rng.random()
+        if r < 0.6:
+            return Answer(after=rng.uniform(0.5, 4.0), hangup_after=rng.uniform(8, 40))
+        if r < 0.75:
+            return Decline(after=rng.uniform(0.5, 3.0))
+        if r < 0.9:
+            return NoAnswer()
+        return Busy(after=0.2)
+
+    return choose
+
+
+class Chaos:
+    def __init__(self, seed: int, calls: int, faults: tuple[str, ...], agents: int, schema: str) -> None:
+        self.rng = random.Random(seed)
+        self.seeds = random.Random(seed + 1)  # controllers' engine seeds (drawn at wall-clock moments)
+        self.report = Report(seed)
+        self.calls = calls
+        self.fault_kinds = faults
+        self.agents = agents
+        self.schema = schema
+        self.clock = Clock(speed=SPEED)
+        self.sim = SimAsterisk(
+            clock=self.clock,
+            seed=seed,
+            user="acd",
+            password="secret",
+            duplicate_channel_events=True,
+            add_waits_for_playback=True,
+        )
+        self.setup = _setup(agents)
+        self.settings = load_settings(
+            env_file=None, database_url=PG_URL, ha=True, ha_ttl=1.0, ha_renew=0.2, admin_token=ADMIN
+        )
+        self.replicas: list[Replica] = []
+        self.engines: list[Any] = []
+        self.restart_cut: set[str] = set()  # callers cut by a restart of Asterisk
+        self.kills = 0
+        self.final_roles: dict[str, str] = {}
+        self.names = 0
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _controller(self) -> Controller:
+        return Controller(
+            self.setup,
+            ari_url=self.sim.base_url,
+            ari_user="acd",
+            ari_password="secret",
+            clock=self.clock,
+            seed=self.seeds.randrange(1 << 30),
+            backoff_initial=0.05,
+            backoff_max=0.2,
+        )
+
+    async def _replica(self) -> Replica:
+        self.names += 1
+        db = create_engine(PG_URL, schema=self.schema, pool_size=3)
+        lease_db = create_engine(PG_URL, schema=self.schema, pool_size=2, max_overflow=0)
+        self.engines += [db, lease_db]
+        replica = Replica(
+            self.settings,
+            self._controller,
+            db=db,
+            lease_db=lease_db,
+            holder=f"r{self.names}",
+            http=False,
+            services_options={"writer_options": {"linger": 0.005, "retry_initial": 0.05, "retry_max": 0.2}},
+        )
+        await replica.start()
+        self.replicas.append(replica)
+        return replica
+
+    def active(self) -> Replica | None:
+        for r in self.replicas:
+            if r.node.role == "active" and r.controller is not None and not r.node.paused:
+                return r
+        return None
+
+    async def _keep_two(self) -> None:
+        """What a supervisor does: a replica that ended is replaced by a fresh standby."""
+        live = [r for r in self.replicas if r.ended is not None and not r.ended.done() and not r.node.paused]
+        for _ in range(2 - len(live)):
+            await self._replica()
+
+    # ------------------------------------------------------------------ faults
+
+    async def _fault(self, kind: str) -> None:
+        rng, sim = self.rng, self.sim
+        self.report.faults[kind] += 1
+        active = self.active()
+        if kind == "ws_drop":
+            await sim.drop_connections("acd", refuse_for=rng.uniform(0, 4))
+        elif kind == "rest_5xx":
+            path = rng.choice(
+                [r"/channels/create", r"/channels/[^/]+/dial", r"/bridges/[^/]+/addChannel", r"/bridges"]
+            )
+            sim.faults.add(
+                "POST", path, status=rng.choice([500, 503]), times=rng.randint(1, 3), apply=rng.random() < 0.3
+            )
+        elif kind == "rest_slow":
+            path = rng.choice([r"/channels/create", r"/channels/[^/]+/dial", r"/bridges/[^/]+/addChannel"])
+            sim.faults.add("POST", path, delay=rng.uniform(0.5, 3.0), times=rng.randint(1, 5))
+        elif kind == "event_delay":
+            sim.event_delay = rng.uniform(0.1, 1.0)
+            await self.clock.sleep(rng.uniform(2, 10))
+            sim.event_delay = 0.0
+        elif kind == "kill" and active is not None:
+            self.kills += 1
+            await active.kill()
+        elif kind == "freeze" and active is not None:
+            active.node.paused = True  # a zombie until Asterisk replaces it and it stops
+        elif kind == "db_down" and active is not None:
+            await self._db_down(active, rng.uniform(0.2, 2.0))
+        elif kind == "asterisk_restart":
+            for ch in list(sim.engine.channels.values()):
+                if ch.id in sim.engine.channels:
+                    self.restart_cut.add(ch.id)
+                    sim.engine.hangup(ch.id, None, None)
+            await sim.drop_connections(refuse_for=rng.uniform(1, 5))
+        await self._keep_two()
+
+    async def _db_down(self, replica: Replica, wall: float) -> None:
+        """The database unreachable from this replica for ``wall`` s: renewals and writes fail."""
+        lease = replica.lease
+        writer = replica.services.writer if replica.services is not None else None
+        renew, guard = lease.renew, writer.guard if writer else None
+
+        async def down(*_a: Any) -> Any:
+            raise ConnectionRefusedError("chaos: database unreachable")
+
+        lease.renew = down  # type: ignore[method-assign]
+        if writer is not None:
+            writer.guard = down
+        await asyncio.sleep(wall)
+        lease.renew = renew  # type: ignore[method-assign]
+        if writer is not None:
+            writer.guard = guard
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self) -> Report:
+        started = time.monotonic()
+        await self.sim.start("127.0.0.1", 0)
+        behaviour = _behaviour(self.rng)
+        for i in range(self.agents):
+            self.sim.add_phone(f"a{i}", behaviour)
+        await self._replica()
+        async with asyncio.timeout(30):
+            await self.replicas[0].node.became_active.wait()
+        await self._replica()
+        supervisor = asyncio.ensure_future(self._supervise())
+        horizon = self.calls * 2.0  # clock s of traffic: one call every 2 s on average
+        fault_times = sorted(self.rng.uniform(5, horizon) for _ in range(max(1, self.calls // 15)))
+        faults = [(t, self.rng.choice(self.fault_kinds)) for t in fault_times] if self.fault_kinds else []
+        injector = asyncio.ensure_future(self._inject(faults))
+        t0 = self.clock.now()
+        for n in range(self.calls):
+            await self.clock.sleep(max(0.0, t0 + n * 2.0 + self.rng.uniform(-1, 1) - self.clock.now()))
+            self.sim.place_call(
+                "101",
+                caller_number=f"9{n:05d}",
+                caller_name=f"Caller {n}",
+                hangup_after=self.rng.uniform(20, 150),
+                talk_time=self.rng.uniform(5, 40),
+            )
+        await injector
+        self.sim.faults.clear()
+        self.sim.event_delay = 0.0
+        await self._keep_two()
+        await self._settle()
+        supervisor.cancel()
+        self.final_roles = {r.holder: f"{r.node.role}:{r.node.reason or '-'}" for r in self.replicas}
+        for r in list(self.replicas):
+            await r.stop()
+        await self._check()
+        for engine in self.engines:
+            await engine.dispose()
+        await self.sim.stop()
+        self.report.wall = time.monotonic() - started
+        return self.report
+
+    async def _supervise(self) -> None:
+        """Like ``restart: unless-stopped``: a replica that exits is replaced, until the end."""
+        while True:
+            await asyncio.sleep(0.2)
+            await self._keep_two()
+
+    async def _inject(self, faults: list[tuple[float, str]]) -> None:
+        t0 = self.clock.now()
+        for at, kind in faults:
+            await self.clock.sleep(max(0.0, t0 + at - self.clock.now()))
+            await self._fault(kind)
+
+    async def _settle(self) -> None:
+        """Every caller finishes by themselves (patience, talk time); then nothing may be left."""
+
+        def done() -> bool:
+            return all(c.ended for c in self.sim.calls) and not self.sim.engine.channels
+
+        try:
+            await self.sim.wait_for(done, timeout=600, what="every caller gone")
+            await self.sim.wait_for(
+                lambda: not self.sim.engine.bridges, timeout=120, what="every bridge gone"
+            )
+        except TimeoutError as exc:
+            self.report.details.append(str(exc))
+
+    # ------------------------------------------------------------------ invariants
+
+    def _failover(self) -> bool:
+        """A replica was killed or fenced: what it had not written yet is gone with it."""
+        return bool(self.kills) or any(r.node.stats["lost"] for r in self.replicas)
+
+    def _violate(self, kind: str, detail: str) -> None:
+        self.report.violations[kind] += 1
+        self.report.details.append(f"{kind}: {detail}")
+
+    async def _check(self) -> None:
+        rep, sim = self.report, self.sim
+        rep.calls = len(sim.calls)
+        for caller in sim.calls:
+            rep.outcomes[caller.outcome] += 1
+            if not caller.ended:
+                self._violate("caller_stuck", caller.channel_id)
+            elif caller.channel_id in self.restart_cut or caller.sip_channel_id in self.restart_cut:
+                rep.outcomes["cut_by_restart"] += 1
+            elif caller.outcome == "refused":
+                pass  # Stasis() while no replica held the app: the dialplan's fallback (counted)
+            elif caller.ended_by == "asterisk" and not caller.media:
+                self._violate("caller_lost", f"{caller.channel_id} {caller.outcome}")
+            for seg in caller.media:
+                invite = next(
+                    (i for p in sim.phones.values() for i in p.invites if i.channel_id == seg.peer_channel),
+                    None,
+                )
+                if invite is None or invite.answered_at is None or invite.answered_at > seg.start:
+                    self._violate("unaccepted_bridge", f"{caller.channel_id} with {seg.peer}")
+        invites_by_phone: dict[str, list[Any]] = {}
+        for phone in sim.phones.values():
+            spans = sorted(
+                (i.at, i.ended_at if i.ended_at is not None else float("inf"), i) for i in phone.invites
+            )
+            invites_by_phone[phone.name] = [i for _, _, i in spans]
+            rep.invites += len(spans)
+            for (_a0, a1, ia), (b0, _b1, ib) in zip(spans, spans[1:], strict=False):
+                if b0 < a1 and ia.channel_id not in self.restart_cut:
+                    self._violate("double_offer", f"{phone.name}: {ia.channel_id} and {ib.channel_id}")
+        if sim.engine.channels or sim.engine.bridges:
+            left = f"{len(sim.engine.channels)} channels, {len(sim.engine.bridges)} bridges"
+            self._violate("leftover", f"{left}; replicas at the end: {self.final_roles}")
+        db = create_engine(PG_URL, schema=self.schema, pool_size=1)
+        try:
+            async with db.connect() as conn:
+                offers = (
+                    await conn.execute(select(OfferRow.id, OfferRow.agent, OfferRow.detail, OfferRow.outcome))
+                ).all()
+                calls = {r.id for r in (await conn.execute(select(CallRow.id))).all()}
+        finally:
+            await db.dispose()
+        # an INVITE's channel id is "<offer id>.<run>": each INVITE has exactly its offer row
+        rows = {o.id: o for o in offers}
+        invited: set[str] = set()
+        for name, invites in invites_by_phone.items():
+            for invite in invites:
+                offer_id = invite.channel_id.rpartition(".")[0]
+                invited.add(offer_id)
+                row = rows.get(offer_id)
+                if row is None:
+                    if self._failover():
+                        rep.lost_with_kill += 1
+                    else:
+                        self._violate("offer_rows", f"INVITE {invite.channel_id} to {name} has no offer row")
+                elif row.agent != name:
+                    self._violate("offer_rows", f"offer {offer_id} stored for {row.agent}, rang {name}")
+        for o in offers:
+            if o.id not in invited and o.detail != "restored":
+                rep.outcomes[f"offer_without_invite:{o.outcome}:{o.detail}"] += 1
+        reached = [c for c in sim.calls if c.channel_id and c.answered_at is not None]
+        for caller in reached:
+            if not any(cid == caller.channel_id or cid.startswith(caller.channel_id + "-r") for cid in calls):
+                if self._failover() or caller.channel_id in self.restart_cut:
+                    rep.lost_with_kill += 1
+                else:
+                    self._violate("call_rows", caller.channel_id)
+        for r in self.replicas:
+            rep.takeovers += r.node.takeover_seconds
+        last = [r for r in self.replicas if r.term_token is not None and r.services is not None]
+        if last and not self.kills and last[-1].node.reason in ("", "stopped"):
+            r = last[-1]
+            prefix = f"-t{r.term_token}." if r.term_token > 1 else None
+            # a call taken back talking has a "restored" offer row but no offer.ended (nothing rang)
+            mine = [
+                o
+                for o in offers
+                if (prefix in o.id if prefix else "-t" not in o.id) and o.detail != "restored"
+            ]
+            counted = sum(r.services.metrics.offers.values())
+            if counted != len(mine):
+                self._violate("metrics", f"acd_offers_total {counted} vs {len(mine)} offer rows of the term")
+
+
+async def run(seed: int, calls: int = 60, faults: tuple[str, ...] = FAULTS, agents: int = 4) -> Report:
+    schema = f"chaos_{seed}_{int(time.time() * 1000) % 10**9}"
+    admin = create_engine(PG_URL, pool_size=1)
+    async with admin.begin() as conn:
+        await conn.execute(text(f'create schema "{schema}"'))
+    try:
+        db = create_engine(PG_URL, schema=schema, pool_size=1)
+        await upgrade(db)
+        await db.dispose()
+        return await Chaos(seed, calls, faults, agents, schema).run()
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'drop schema if exists "{schema}" cascade'))
+        await admin.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1, help="first seed; run i uses seed + i")
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--agents", type=int, default=4)
+    parser.add_argument("--faults", default=",".join(FAULTS))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.CRITICAL)
+    faults = tuple(f for f in args.faults.split(",") if f)
+    reports = []
+    for i in range(args.runs):
+        report = asyncio.run(run(args.seed + i, args.calls, faults, args.agents))
+        reports.append(report)
+        line = report.as_dict()
+        print(json.dumps(line) if args.json else _row(line), flush=True)
+    takeovers = sorted(t for r in reports for t in r.takeovers)
+    total = Counter()
+    for r in reports:
+        total.update(r.violations)
+    calls, invites = sum(r.calls for r in reports), sum(r.invites for r in reports)
+    injected = sum(sum(r.faults.values()) for r in reports)
+    print(
+        f"runs {len(reports)}  calls {calls}  invites {invites}  faults {injected}  "
+        f"violations {sum(total.values())} {dict(total)}  "
+        f"lost_with_kill {sum(r.lost_with_kill for r in reports)}"
+    )
+    if takeovers:
+        p99 = takeovers[min(len(takeovers) - 1, int(len(takeovers) * 0.99))]
+        print(f"takeovers {len(takeovers)}  p50 {statistics.median(takeovers):.2f} s  p99 {p99:.2f} s")
+    return 1 if sum(total.values()) else 0
+
+
+def _row(d: dict[str, Any]) -> str:
+    return (
+        f"seed {d['seed']:>4}  calls {d['calls']:>5}  invites {d['invites']:>5}  faults {d['faults']}  "
+        f"violations {d['violations'] or 0}  lost_with_kill {d['lost_with_kill']}  "
+        f"takeovers {d['takeovers']}  {d['wall_s']} s"
+        + ("".join(f"\n    {x}" for x in d["details"]) if d["details"] else "")
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
