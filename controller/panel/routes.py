@@ -7,8 +7,6 @@ sidecar named in ``/panel/config.json``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -16,9 +14,10 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from controller.api.errors import ApiError
+from controller.api.wsfeed import serve_feed
 
 if TYPE_CHECKING:
     from controller.panel.hub import PanelHub
@@ -116,30 +115,10 @@ def add_routes(app: web.Application, config: PanelConfig, hub_key: web.AppKey, i
         feed = hub.subscribe(agent_id)
         log.info("panel connected", extra={"agent": agent_id, "connections": hub.connections})
 
-        async def reader() -> None:
-            async for msg in ws:
-                if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
-                    break
-
-        async def pump() -> None:
-            while True:
-                frame = await feed.queue.get()
-                if frame is None:
-                    return
-                await ws.send_str(json.dumps(frame, separators=(",", ":"), ensure_ascii=False))
-
-        tasks = [asyncio.create_task(reader()), asyncio.create_task(pump())]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await serve_feed(ws, feed.queue, _compact)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
-                    await task
             hub.unsubscribe(feed)
-            if not ws.closed:
-                await ws.close()
             log.info("panel disconnected", extra={"agent": agent_id, "connections": hub.connections})
         return ws
 
@@ -148,3 +127,7 @@ def add_routes(app: web.Application, config: PanelConfig, hub_key: web.AppKey, i
     r.add_get("/panel/config.json", panel_config)
     r.add_get("/panel/{name}", asset)
     r.add_get("/api/agents/{agent_id}/stream", stream)
+
+
+def _compact(frame: object) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)

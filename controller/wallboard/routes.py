@@ -8,17 +8,16 @@ fetched from elsewhere. The stream accepts the admin token (every queue) or a su
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from controller.api.errors import ApiError
+from controller.api.wsfeed import serve_feed
 
 if TYPE_CHECKING:
     from controller.api.auth import Principal
@@ -97,30 +96,10 @@ def add_routes(app: web.Application, hub_key: web.AppKey, identify: Any) -> None
         who = principal.label
         log.info("wallboard connected", extra={"by": who, "connections": hub.connections})
 
-        async def reader() -> None:
-            async for msg in ws:
-                if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
-                    break
-
-        async def pump() -> None:
-            while True:
-                frame = await feed.queue.get()
-                if frame is None:
-                    return
-                await ws.send_str(frame)
-
-        tasks = [asyncio.create_task(reader()), asyncio.create_task(pump())]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await serve_feed(ws, feed.queue)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
-                    await task
             hub.unsubscribe(feed)
-            if not ws.closed:
-                await ws.close()
             log.info("wallboard disconnected", extra={"by": who, "connections": hub.connections})
         return ws
 
