@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from importlib import resources
 
-import pytest
+from tests.ci import unavailable
 
 NODE = shutil.which("node")
 
@@ -19,8 +19,9 @@ def _function(source: str, name: str) -> str:
     return match[0]
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_times_beyond_what_a_date_holds_render_as_nothing_not_an_exception() -> None:
+    if NODE is None:
+        unavailable("node is not installed: apt-get install nodejs (.ci/run does)")
     source = (resources.files("controller.panel") / "static" / "panel.js").read_text("utf-8")
     script = "\n".join(
         [
