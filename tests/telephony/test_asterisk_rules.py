@@ -9,7 +9,8 @@ from dataclasses import replace
 
 from controller.acd.setup import Acceptance, AcdSetup, AgentConfig, DialplanTarget, Membership, QueueConfig
 from controller.sim import Answer, NoAnswer
-from tests.telephony.conftest import make_setup
+from tests.telephony.conftest import SPEED, make_setup
+from tests.timing import late
 
 TWO = {"alice": "agent1", "bob": "agent2"}
 NOT_IN_STASIS = {"message": "Channel not in Stasis application"}
@@ -250,19 +251,25 @@ async def test_an_endpoint_created_later_in_asterisk_is_watched_and_rung(world_f
 
 
 async def test_while_the_websocket_is_down_a_ringing_timer_is_not_a_miss(world_factory):
+    # The ring timer must still run when the controller notices the drop (a loaded machine may
+    # take a while): ring_timeout = the suite's allowed lateness; the outage lasts well past it.
+    # Asterisk's own dial timeout (ring + dial_backstop) must outlast the outage.
+    ring = late(SPEED)
     w = await world_factory(
-        make_setup(TWO, ring_timeout=2), {"agent1": NoAnswer(), "agent2": Answer(after=0.5)}
+        make_setup(TWO, ring_timeout=ring, dial_backstop=10 * ring),
+        {"agent1": NoAnswer(), "agent2": Answer(after=0.5)},
     )
     caller = w.call()
     invite = await w.sim.phones["agent1"].wait_for_invite()
-    w.sim.refuse_websockets(4.0)
+    w.sim.refuse_websockets(3 * ring)
     await w.sim.drop_connections()
     await w.until(lambda: not w.controller.stream.connected)
-    # the ring timer (2 s) runs out while we are deaf: held, then resumed
-    await w.until(lambda: w.controller.stream.connected and w.controller.shell.online.is_set(), timeout=20)
+    # the ring timer runs out while we are deaf: held, then resumed
+    back = 10 * ring  # clock seconds, only for failure
+    await w.until(lambda: w.controller.stream.connected and w.controller.shell.online.is_set(), timeout=back)
     assert w.controller.shell.stats["timer_resumed"] >= 1
     invite.answer()
-    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=20)
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=back)
     assert w.engine.agents["alice"].misses == 0
 
 
