@@ -626,10 +626,10 @@ class Engine:
         call = self.calls[offer.call_id]
         call.open_legs -= 1
         if offer.state in LIVE_OFFER_STATES:
-            if offer.state is OfferState.CONFIRMING:
-                outcome, detail = Outcome.REJECTED, "hung_up_in_confirm"
-            elif e.lost:
+            if e.lost:
                 outcome, detail = Outcome.CANCELED, "lost"  # cause unknown: nobody's fault
+            elif offer.state is OfferState.CONFIRMING:
+                outcome, detail = Outcome.REJECTED, "hung_up_in_confirm"
             elif offer.state is OfferState.CONNECTING:
                 outcome, detail = Outcome.NO_ANSWER, "auto_answer_failed"
             else:
