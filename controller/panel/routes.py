@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from controller.api.errors import ApiError
+from controller.api.static import static_page
 from controller.api.wsfeed import serve_feed
 
 if TYPE_CHECKING:
@@ -26,7 +25,6 @@ __all__ = ["PanelConfig", "add_routes"]
 
 log = logging.getLogger("controller.panel")
 
-_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 
 
 class PanelConfig:
@@ -53,37 +51,13 @@ class PanelConfig:
         )
 
 
-_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9]+)+")
-
-
-def _static(name: str) -> bytes | None:
-    if not _FILE_NAME.fullmatch(name):  # no NULs, escapes, dot files or paths reach the disk
-        return None
-    try:
-        return (resources.files("controller.panel") / "static" / name).read_bytes()
-    except OSError:
-        return None
 
 
 def add_routes(app: web.Application, config: PanelConfig, hub_key: web.AppKey, identify: Any) -> None:
     """Mount the panel on the API's app. ``identify(authorization) -> Principal`` (raises ApiError)."""
 
     def page(name: str) -> web.Response:
-        suffix = name[name.rfind(".") :] if "." in name else ""
-        body = _static(name) if suffix in _TYPES and "/" not in name and not name.startswith(".") else None
-        if body is None:
-            raise ApiError(404, "not_found", f"no panel file {name!r}")
-        return web.Response(
-            body=body,
-            content_type=_TYPES[suffix],
-            charset="utf-8",
-            headers={
-                "Content-Security-Policy": config.csp(),
-                "X-Content-Type-Options": "nosniff",
-                "Referrer-Policy": "no-referrer",
-                "Cache-Control": "no-cache",
-            },
-        )
+        return static_page("controller.panel", name, config.csp(), "panel")
 
     async def index(request: web.Request) -> web.Response:
         return page("index.html")

@@ -9,14 +9,13 @@ fetched from elsewhere. The stream accepts the admin token (every queue) or a su
 from __future__ import annotations
 
 import logging
-import re
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from controller.api.errors import ApiError
+from controller.api.static import static_page
 from controller.api.wsfeed import serve_feed
 
 if TYPE_CHECKING:
@@ -27,42 +26,17 @@ __all__ = ["CSP", "add_routes"]
 
 log = logging.getLogger("controller.wallboard")
 
-_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
-_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9]+)+")
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
 
-def _static(name: str) -> bytes | None:
-    if not _FILE_NAME.fullmatch(name):  # no NULs, escapes, dot files or paths reach the disk
-        return None
-    try:
-        return (resources.files("controller.wallboard") / "static" / name).read_bytes()
-    except OSError:
-        return None
-
-
 def add_routes(app: web.Application, hub_key: web.AppKey, identify: Any) -> None:
     """Mount the wallboard. ``identify(authorization) -> Principal`` (raises ApiError)."""
 
     def page(name: str) -> web.Response:
-        suffix = name[name.rfind(".") :] if "." in name else ""
-        body = _static(name) if suffix in _TYPES else None
-        if body is None:
-            raise ApiError(404, "not_found", f"no wallboard file {name!r}")
-        return web.Response(
-            body=body,
-            content_type=_TYPES[suffix],
-            charset="utf-8",
-            headers={
-                "Content-Security-Policy": CSP,
-                "X-Content-Type-Options": "nosniff",
-                "Referrer-Policy": "no-referrer",
-                "Cache-Control": "no-cache",
-            },
-        )
+        return static_page("controller.wallboard", name, CSP, "wallboard")
 
     async def index(request: web.Request) -> web.Response:
         return page("index.html")
