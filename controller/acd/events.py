@@ -49,9 +49,10 @@ class AgentLegAnswered:
 class AgentLegEnded:
     """The agent's channel for an offer is gone.
 
-    ``cause``/``tech_cause`` come from ``ChannelDestroyed`` (Q.850 and SIP code).
-    ``dial_timeout`` is true when Asterisk's own dial timeout ended the leg: a soft hangup
-    request the controller did not ask for, followed by cause 19.
+    ``cause``/``tech_cause`` come from the leg's ``ChannelHangupRequest`` (when it carries
+    them) or ``ChannelDestroyed`` (Q.850 and SIP code).
+    ``dial_timeout`` is true when Asterisk's own dial timeout ended the leg: cause 19 with no
+    hangup request carrying a cause before it (a phone's 480 has one).
     ``allocation_failed`` is true when the channel could not even be created (HTTP 500
     "Allocation failed": endpoint unregistered or unknown).
     ``lost`` is true when the leg's end was never seen (its events were lost while the events

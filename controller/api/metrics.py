@@ -141,9 +141,7 @@ class Metrics(Collector):
             labels=["kind"],
         )
         for kind in (
-            "create_failed",
-            "dial_failed",
-            "stasis_wait_failed",
+            "originate_failed",
             "hangup_failed",
             "park_failed",
             "prompt_failed",

@@ -30,7 +30,7 @@ from controller.sim.model import (
     cause_txt,
     jstr,
 )
-from controller.sim.outbound import OutboundOps, auto_answer_headers
+from controller.sim.outbound import OutboundOps, auto_answer_headers, dial_status
 from controller.sim.playback import PlaybackOps
 from controller.sim.subscriptions import SubscriptionOps
 from controller.sim.variables import VariableOps
@@ -533,6 +533,11 @@ class Engine(SubscriptionOps, OutboundOps, BridgeOps, PlaybackOps, DialplanOps, 
             self._hangup(
                 ch, request=(32, None, True), cause=16, tech_cause=603, second_request=(16, 603, False)
             )
+            return
+        if ch.kind == "originated" and ch.stasis_app is None and ch.dialing:
+            # Not answered yet: ast_dial's monitor thread reads the hangup and publishes a final
+            # Dial (main/dial.c monitor_dial, ast_hangup_cause_to_dial_status) before destroying it.
+            self._hangup(ch, request=(32, None, True), cause=cause, dial_final=dial_status(cause))
             return
         self._hangup(ch, request=(32, None, True), cause=cause)
 

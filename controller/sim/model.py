@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -228,19 +227,71 @@ class Party:
         return (self.name, self.number)
 
 
-_CID_RE = re.compile(r'^\s*(?:"((?:[^"\\]|\\.)*)"|([^<]*?))\s*<([^>]*)>\s*$')
+def _strip_quoted(text: str) -> str:
+    """ast_strip_quoted(s, "\"", "\""): strip blanks, then one pair of enclosing quotes."""
+    text = text.strip()
+    if text[:1] == '"' and text[-1:] == '"':
+        return text[1:-1]  # a lone quote is its own first and last character: ""
+    return text
+
+
+def _unescape_quoted(text: str) -> str:
+    """ast_unescape_quoted: a backslash takes the next character as is (a trailing one is dropped)."""
+    out = []
+    i = 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 1
+            if i >= len(text):
+                break
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def shrink_phone_number(number: str) -> str:
+    """ast_shrink_phone_number: drop ``( )``, blanks, ``-`` outside brackets, ``.`` except last."""
+    out = []
+    bracketed = 0
+    for i, c in enumerate(number):
+        if c == "[":
+            bracketed += 1
+        elif c == "]":
+            bracketed -= 1
+        elif c == "-":
+            if not bracketed:
+                continue
+        elif c == ".":
+            if i + 1 < len(number):
+                continue
+        elif c in "( )":
+            continue
+        out.append(c)
+    return "".join(out)
+
+
+def is_shrinkable_phone_number(number: str) -> bool:
+    return bool(number) and all(c in "0123456789*#+()-." for c in number)
 
 
 def parse_callerid(text: str) -> Party:
-    """ast_callerid_parse: ``"Name" <num>``, ``Name <num>``, ``num`` or ``Name``."""
-    m = _CID_RE.match(text)
-    if m:
-        name = m.group(1) if m.group(1) is not None else (m.group(2) or "")
-        return Party(name.strip(), m.group(3).strip())
-    stripped = text.strip().strip('"')
-    if stripped and all(c.isdigit() or c in "+*#" for c in stripped):
-        return Party("", stripped)
-    return Party(stripped, "")
+    """main/callerid.c ast_callerid_parse: ``"Name" <num>``, ``Name <num>``, ``num`` or ``Name``."""
+    stripped = text.strip()
+    instr = _strip_quoted(stripped)
+    quotes_stripped = instr != stripped
+    ls = instr.rfind("<")
+    if ls >= 0:
+        location = instr[ls + 1 :]
+        le = location.rfind(">")
+        if le >= 0:
+            location = location[:le]
+        name = _strip_quoted(instr[:ls])
+    else:
+        tmp = shrink_phone_number(instr[:255])
+        if not quotes_stripped and tmp and all(c in "0123456789*#+" for c in tmp):
+            return Party("", tmp)
+        location, name = "", _strip_quoted(instr)
+    return Party(_unescape_quoted(name), location)
 
 
 class Endpoint:

@@ -1,10 +1,15 @@
 """Outbound calls to agent phones: ``/channels/create`` + ``dial`` and originate (``POST /channels``).
 
+Agent legs are rung with originate; create + dial is kept for the traces and tests of it.
+
 A created channel enters Stasis in its own thread in Asterisk: its StasisStart (with the
 ChannelCallerId/ChannelConnectedLine of its variables, ChannelDialplan and ``STASISSTATUS=""``)
 comes after the create's 200, ``stasis_entry_delay`` clock seconds later, and until then the channel
 has no Stasis control (409 on dial, create_then_dial_race.json). Originated channels enter Stasis
-only when answered (originate_variant.json).
+only when answered (originate_variant.json); until then the app (subscribed to the channel by the
+originate) gets its Dial/ChannelStateChange/hangup events and ``GET /applications`` lists it, but
+play/answer/... get 409 and addChannel 422. Answered while the app has no websocket, the leg's
+Stasis() fails and Asterisk hangs it up (res/res_stasis.c stasis_app_exec).
 """
 
 from __future__ import annotations
@@ -12,7 +17,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from controller.sim.errors import AriError, allocation_failed
-from controller.sim.model import KNOWN_FORMATS, SIP_TO_CAUSE, Channel, Endpoint, Party, parse_callerid
+from controller.sim.model import (
+    KNOWN_FORMATS,
+    SIP_TO_CAUSE,
+    Channel,
+    Endpoint,
+    Party,
+    is_shrinkable_phone_number,
+    parse_callerid,
+    shrink_phone_number,
+)
 from controller.sim.variables import PRESENTATION
 
 if TYPE_CHECKING:
@@ -178,9 +192,13 @@ class OutboundOps:
         ch.dialstring = ep.resource
         self._announce_new(ch)
         if caller_id:
+            # ast_callerid_parse, then ast_shrink_phone_number on a shrinkable number; both the
+            # caller and the connected line (set without an indication), before the variables.
             cid = parse_callerid(caller_id)
-            ch.caller = Party(cid.name, cid.number)
-            ch.connected = Party(cid.name, cid.number)
+            number = shrink_phone_number(cid.number) if is_shrinkable_phone_number(cid.number) else cid.number
+            if cid.name or number:
+                ch.caller = Party(cid.name, number)
+                ch.connected = Party(cid.name, number)
         for name, value in variables:
             self.set_var(ch, name, value, emit=False)
         ch.touch()
@@ -263,10 +281,15 @@ class OutboundOps:
                 if stasis_app is not None and stasis_app.active:
                     self._enter_stasis(ch, stasis_app, orig["args"])
                 else:
+                    # res_stasis.c stasis_app_exec: the app is not registered or has no websocket
+                    # (app_is_active) -> -1 before any StasisStart; app_stasis sets FAILED and
+                    # ari_originate_dial's ast_dial_destroy hangs the channel up: no hangup request,
+                    # no cause ever set (ChannelDestroyed 0, BYE Reason Q.850;cause=0 by
+                    # res_pjsip_rfc3326). The app's events of it are dropped while it is inactive.
                     self.setvar(ch, "STASISSTATUS", "FAILED")
                     if ch.party is not None:
-                        ch.party.remote_bye(["Q.850;cause=16"], 16)
-                    self._hangup(ch, request=None, cause=16)
+                        ch.party.remote_bye(["Q.850;cause=0"], 0)
+                    self._hangup(ch, request=None, cause=0)
                     return
             else:
                 ch.context, ch.exten, ch.priority = orig["context"], orig["extension"], orig["priority"]
@@ -301,6 +324,17 @@ class OutboundOps:
             self._hangup(ch, request=None, cause=19, tech_cause=480)
         else:
             self._hangup(ch, request=(32, None, True), cause=19, tech_cause=480)
+
+
+def dial_status(cause: int) -> str:
+    """main/dial.c ast_hangup_cause_to_dial_status: the Dial event of a leg that hung up ringing."""
+    if cause == 17:
+        return "BUSY"
+    if cause == 34:
+        return "CONGESTION"
+    if cause in (3, 20):
+        return "CHANUNAVAIL"
+    return "NOANSWER"
 
 
 def _split_args(app_args: str | None) -> list[str]:

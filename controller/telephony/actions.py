@@ -1,11 +1,11 @@
 """Engine commands carried out as ARI requests (the jobs the lanes run).
 
 Rules that live here:
-- an agent channel is dialled only after its StasisStart (a real Asterisk answers a dial sent
-  before it with 409 "Channel not in Stasis application");
+- an agent is rung with one originate (``POST /channels``): the leg dials at once and enters
+  Stasis only when answered, so nothing is done on it (play, addChannel) before its StasisStart;
 - every channel the controller created is tracked or hung up: after an ambiguous failure
-  (timeout, 5xx, 409) the leg's channel, whose id we chose, is DELETEd; a DELETE that fails
-  too is remembered and retried by the reconciliation pass;
+  (timeout, 5xx) the leg's channel, whose id we chose, is DELETEd (DELETE needs no Stasis);
+  a DELETE that fails too is remembered and retried by the reconciliation pass;
 - a customer is waiting, bridged or handed to the dialplan: a failed bridge is retried while
   both parties exist, a failed ``continue`` is retried by reconciliation;
 - what the customer sees when bridged is the queue's choice, never the agent leg's identity
@@ -40,6 +40,19 @@ AUTO_ANSWER_HEADERS = {
 CONNECT_ATTEMPTS = 3  # addChannel tries while both parties still exist
 CONFIRMING = OfferState.CONFIRMING
 PROMPT_SENT_WAIT = 2.0  # s: how long a connect waits for an in-flight prompt request to return
+_CONTROL = dict.fromkeys(range(32)) | {127: None}
+
+
+def caller_id(name: str, number: str) -> str:
+    """``"name" <number>`` that ast_callerid_parse reads back exactly (main/callerid.c).
+
+    The name is quoted with ``\\`` and ``"`` escaped (ast_unescape_quoted undoes it); the number
+    loses ``<``, ``>`` and ``"`` (the last ``<`` starts the number), control characters go from both.
+    The number is always bracketed, even empty, so a name is never read as a number.
+    """
+    name = name.translate(_CONTROL).replace("\\", "\\\\").replace('"', '\\"')
+    number = number.translate(_CONTROL).translate(str.maketrans("", "", '<>"'))
+    return f'"{name}" <{number.strip()}>'
 
 
 class Actions:
@@ -48,6 +61,18 @@ class Actions:
     # ------------------------------------------------------------------ agent legs
 
     async def _ring(self: Telephony, c: cmd.RingAgent, leg: Leg) -> None:
+        """Ring the agent with one originate: the phone gets its INVITE about 2 ms after the request.
+
+        What the phone shows goes in ``callerId``, not in ``CONNECTEDLINE()`` variables. Originate
+        (res/ari/resource_channels.c, ari_channels_handle_originate_with_id) parses it with
+        ast_callerid_parse and sets both the caller and the connected line with
+        ast_channel_set_connected_line, which sends no indication; the INVITE's From/PAI/RPID come
+        from the connected line (originate_variant.json). A ``CONNECTEDLINE()`` write without its
+        ``i`` option goes through ast_channel_update_connected_line: an indication chan_pjsip queues
+        as an UPDATE for once the dialog exists. The leg's caller id is the label too, which
+        Asterisk would push to the customer when bridged (BEHAVIOUR.md); the agent is always added
+        with ``inhibitConnectedLineUpdates`` (see ``_connect``), so the customer never gets it.
+        """
         if not self.online.is_set():
             # Deaf to events: we would not hear the answer. The offer waits for the resync.
             self.stats["ring_held_offline"] += 1
@@ -57,85 +82,39 @@ class Actions:
         if leg.hangup_requested:
             self._close_leg(leg)  # cancelled before anything was created in Asterisk
             return
-        variables = {
-            "CONNECTEDLINE(name)": c.display_name,
-            "CONNECTEDLINE(num)": c.display_number,
-        }
         headers = dict(c.headers)
         if c.auto_answer:
             # Desktop mode only, after the agent pressed Accept: the two headers softphones obey.
             headers.update(AUTO_ANSWER_HEADERS)
-        for name, value in headers.items():
-            variables[f"PJSIP_HEADER(add,{name})"] = value
+        variables = {f"PJSIP_HEADER(add,{name})": value for name, value in headers.items()}
         extra = {"call": c.call_id, "agent": c.agent_id, "endpoint": c.endpoint, "offer": c.offer_id}
+        self._reaction_done(c.call_id, "dial")
         try:
-            await self.client.create_channel(
+            # The one ring request. The leg's id is ours, so an ambiguous failure is DELETEd by it.
+            await self.client.originate(
                 c.endpoint,
-                self.app,
-                [OFFER_ARG, c.offer_id, c.call_id],
-                channel_id=leg.channel_id,
+                app=self.app,
+                app_args=[OFFER_ARG, c.offer_id, c.call_id],
+                caller_id=caller_id(c.display_name, c.display_number),
+                timeout=c.dial_timeout,
                 variables=variables,
+                channel_id=leg.channel_id,
             )
         except EndpointUnreachable:
             log.info("agent endpoint unreachable (Allocation failed)", extra=extra)
             self._close_leg(leg, allocation_failed=True)
             return
         except AriError as exc:
-            # A timeout, a dropped connection or a 5xx: the channel may exist all the same.
-            self.stats["create_failed"] += 1
+            # A timeout, a dropped connection or a 5xx: the channel may exist (and ring) all the same.
+            self.stats["originate_failed"] += 1
             log.warning(
-                "could not create the agent channel: %s; deleting it in case it exists", exc, extra=extra
+                "could not ring the agent: %s; deleting the channel in case it exists", exc, extra=extra
             )
             await self._discard_leg(leg)
             return
         leg.created = True
         leg.epoch = self.epoch
-        if leg.hangup_requested:
-            return  # cancelled while the create was in flight: the hangup job queued behind us deletes it
-        if not await self._until_in_stasis(leg):
-            if leg.ended or leg.hangup_requested:
-                return
-            self.stats["stasis_wait_failed"] += 1
-            log.warning(
-                "agent channel did not enter Stasis within %g s; hanging it up, next agent",
-                self.stasis_wait,
-                extra=extra,
-            )
-            await self._discard_leg(leg)
-            return
-        if leg.ended or leg.hangup_requested:
-            return
-        self._reaction_done(c.call_id, "dial")
-        try:
-            await self.client.dial(leg.channel_id, timeout=c.dial_timeout)
-        except AriNotFound:
-            return  # hung up between create and dial: its ChannelDestroyed tells why
-        except AriError as exc:
-            # 409 or an ambiguous failure: a Down channel nobody rings. Never forget it alive.
-            self.stats["dial_failed"] += 1
-            log.warning("could not ring agent: %s; hanging the channel up, next agent", exc, extra=extra)
-            await self._discard_leg(leg)
-
-    async def _until_in_stasis(self: Telephony, leg: Leg) -> bool:
-        """Wait (bounded) for the leg's StasisStart, its end, or a hangup request."""
-        if leg.in_stasis:
-            return True
-        waiter = asyncio.get_running_loop().create_future()
-        self._stasis_waiters[leg.channel_id] = waiter
-        try:
-            async with asyncio.timeout(self.stasis_wait):
-                await waiter
-        except TimeoutError:
-            pass
-        finally:
-            if self._stasis_waiters.get(leg.channel_id) is waiter:
-                del self._stasis_waiters[leg.channel_id]
-        return leg.in_stasis
-
-    def _wake_stasis_waiter(self: Telephony, channel_id: str) -> None:
-        waiter = self._stasis_waiters.pop(channel_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        # Cancelled while the originate was in flight: the hangup job queued behind us deletes it.
 
     async def _discard_leg(self: Telephony, leg: Leg) -> None:
         """The leg failed in a way that may have left its channel alive: DELETE it, then move on."""
@@ -155,7 +134,6 @@ class Actions:
         if leg is None or leg.ended:
             return
         leg.hangup_requested = True
-        self._wake_stasis_waiter(leg.channel_id)
 
         async def job() -> None:
             if leg.ended or not leg.created:

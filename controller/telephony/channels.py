@@ -3,7 +3,7 @@
 Channel naming: a customer's first Stasis session uses its channel id as the call id; a channel that
 comes back into the app (``continue`` into dialplan that runs ``Stasis(acd,…)`` again) starts a new
 call ``<channel id>-r<n>`` with its new args. An agent leg is created with
-``appArgs = offer,<offer id>,<call id>`` and ``channelId = <offer id>.<run token>`` (unique across
+``appArgs = offer,<offer id>,<call id>`` (originate) and ``channelId = <offer id>.<run token>`` (unique across
 controller restarts), so after a reconnect or a restart every channel in the app tells what it is.
 """
 
@@ -22,8 +22,9 @@ OFFER_ARG = "offer"  # first Stasis arg of agent legs; a queue may not be called
 class Leg:
     """What the shell knows of one agent channel.
 
-    ``created`` becomes true when the create's 200 arrived (the channel surely exists) and
-    ``epoch`` says which reconciliation listing could already have seen it.
+    ``created`` becomes true when the originate's 200 arrived (the channel surely exists) and
+    ``epoch`` says which reconciliation listing could already have seen it. An originated leg
+    enters Stasis only once answered: ``in_stasis`` (its StasisStart) is when play/addChannel work.
     """
 
     offer_id: str
@@ -31,10 +32,11 @@ class Leg:
     call_id: str
     agent_id: str
     hangup_requested: bool = False
-    soft_hangup_seen: bool = False  # Asterisk's dial timeout shows as a soft hangup we didn't ask for
+    cause_seen: bool = False  # a ChannelHangupRequest with a cause (the phone's answer) arrived
     ended: bool = False
     created: bool = False
-    in_stasis: bool = False  # its StasisStart arrived: dial/play/addChannel are allowed now
+    in_stasis: bool = False  # its StasisStart arrived (answered): play/addChannel are allowed now
+    answered: bool = False  # AgentLegAnswered was fed
     epoch: int = -1
     playback_id: str | None = None  # the confirm prompt, stopped before bridging
     prompt_sent: asyncio.Future[None] | None = None  # done once the play request returned

@@ -4,13 +4,15 @@ Rules that live here:
 - while the events websocket is down nothing is routed and nobody is charged: rings wait
   (``actions``), timers that run out are held; ring/confirm/connect timers resume shifted by the
   outage, so a ring that ran out while we were deaf is not a miss;
-- after a gap every live leg is reconciled: gone -> ended, answered -> answered (connect or
-  confirm), ringing -> kept; only what existed before the listing was asked for is judged, so a
+- after a gap every live leg is reconciled: gone -> ended, answered into Stasis -> answered
+  (connect or confirm), ringing (listed in the app, dialplan AppDial2, not in Stasis) -> kept;
+  a leg answered while the app had no websocket is hung up by Asterisk (its Stasis() fails)
+  and so found gone; only what existed before the listing was asked for is judged, so a
   leg created meanwhile is never declared gone;
 - a restarted controller takes back what it finds: a customer with an answered leg is connected
   (or just kept, if already bridged), a waiting customer is re-queued with its arrival time
   (measured on Asterisk's clock at its ping), its priority (Stasis args) and its call info (SIP
-  headers), a leg nobody waits for is hung up;
+  headers), a leg nobody waits for (in Stasis, or still ringing) is hung up;
 - the periodic pass repairs drift (lost events, failed hangups/continues, leaked bridges),
   counts each repair in ``repairs`` (``/metrics``) and logs it. Between two passes events keep
   flowing, so what a listing shows missing or unknown is only acted on when the next pass
@@ -142,14 +144,21 @@ class Reconciler:
                     if doubt(f"leg:{leg.offer_id}"):
                         self._leg_lost(leg)
                     continue
-                if not leg.in_stasis and channel.id in in_app:
+                # The app lists a ringing originated leg too (originate subscribes it): only the
+                # snapshot's dialplan (Stasis, not AppDial2) says it was answered into Stasis.
+                if not leg.in_stasis and channel.id in in_app and _in_stasis(channel, self.app):
                     leg.in_stasis = True  # its StasisStart was lost
-                    self._wake_stasis_waiter(leg.channel_id)
                 offer = self.engine.offers.get(leg.offer_id)
-                answered = channel.state == "Up" and offer is not None and offer.state in ANSWERABLE
+                answered = (
+                    leg.in_stasis
+                    and not leg.answered
+                    and channel.state == "Up"
+                    and offer is not None
+                    and offer.state in ANSWERABLE
+                )
                 if answered and doubt(f"answer:{leg.offer_id}"):
                     self._repair("leg_answered", call=leg.call_id, offer=leg.offer_id)
-                    self._timed(leg.call_id, "bridge", ev.AgentLegAnswered(leg.offer_id))
+                    self._leg_answered(leg)
             # 3. channels in the app that we do not know: legs of earlier runs, customers to take back
             self._take_back(channels, in_app, bridges, asterisk_now, engine_at_ping, doubt)
             # 4. customers we sent on whose continue failed: send them on again
@@ -209,7 +218,6 @@ class Reconciler:
 
     def _leg_lost(self: Telephony, leg: Leg) -> None:
         leg.ended = True
-        self._wake_stasis_waiter(leg.channel_id)
         self._forget_leg(leg)
         self._repair("leg_gone", call=leg.call_id, offer=leg.offer_id)
         self.feed(ev.AgentLegEnded(leg.offer_id, lost=True))
@@ -230,6 +238,12 @@ class Reconciler:
         for channel_id in in_app:
             channel = channels.get(channel_id)
             if channel is None:
+                continue
+            if not _in_stasis(channel, self.app):
+                # Subscribed without being in Stasis: a ringing originated leg (AppDial2). One of
+                # an earlier run, or one we gave up on, is hung up (DELETE needs no Stasis).
+                if _is_outgoing(channel) and channel.id not in self.leg_by_channel:
+                    orphan_legs.append((channel, []))
                 continue
             args = _stasis_args(channel, self.app)
             if args and args[0] == OFFER_ARG:
@@ -256,7 +270,7 @@ class Reconciler:
             call_id = args[2] if len(args) > 2 else ""
             customer_id = _customer_of(call_id, unknown_customers)
             agent_id = self._agent_of(leg_channel)
-            if customer_id is not None and agent_id is not None and leg_channel.state == "Up":
+            if customer_id is not None and agent_id is not None and args and leg_channel.state == "Up":
                 channel, cargs = unknown_customers[customer_id]
                 bridge = bridge_of.get(channel.id)
                 bridged = bridge is not None and leg_channel.id in bridge.channels
@@ -276,7 +290,7 @@ class Reconciler:
                 if call is not None and call.connected_offer is not None:
                     del unknown_customers[customer_id]
                     leg = self._add_leg(call.connected_offer, leg_channel.id, call_id, agent_id)
-                    leg.created = leg.in_stasis = True
+                    leg.created = leg.in_stasis = leg.answered = True
                     if bridged:
                         chans.mixing_bridge = bridge.id
                     elif bridge is not None and bridge.bridge_type == "holding":
@@ -341,6 +355,17 @@ def _parse_ts(text: str) -> float | None:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
     except ValueError:
         return None
+
+
+def _in_stasis(channel: ari.Channel, app: str) -> bool:
+    """The snapshot's dialplan runs ``Stasis(<app>,…)``."""
+    dialplan = channel.dialplan
+    return dialplan.app_name.lower() == "stasis" and dialplan.app_data.split(",", 1)[0] == app
+
+
+def _is_outgoing(channel: ari.Channel) -> bool:
+    """An outgoing leg still dialling (main/dial.c names its application AppDial2)."""
+    return channel.dialplan.app_name == "AppDial2"
 
 
 def _stasis_args(channel: ari.Channel, app: str) -> list[str]:

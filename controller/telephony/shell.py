@@ -51,7 +51,6 @@ HANDLED_EVENTS = frozenset(
         "EndpointStateChange",
     }
 )
-STASIS_WAIT = 5.0  # s: longest wait for a created channel's StasisStart before giving it up
 RECONCILE_INTERVAL = 30.0  # clock s between two reconciliation passes
 
 
@@ -66,7 +65,6 @@ class Telephony(StasisEvents, Actions, EndpointWatch, Reconciler, ReactionTiming
         *,
         app: str | None = None,
         info_headers: tuple[str, ...] = (),
-        stasis_wait: float = STASIS_WAIT,
         reconcile_interval: float = RECONCILE_INTERVAL,
     ) -> None:
         self.engine = engine
@@ -74,7 +72,6 @@ class Telephony(StasisEvents, Actions, EndpointWatch, Reconciler, ReactionTiming
         self.client = client
         self.clock = clock
         self.app = app or client.app
-        self.stasis_wait = stasis_wait
         self.reconcile_interval = reconcile_interval
         self.lanes = Lanes()
         self.legs: dict[str, Leg] = {}  # offer id -> leg
@@ -99,7 +96,6 @@ class Telephony(StasisEvents, Actions, EndpointWatch, Reconciler, ReactionTiming
         self._offline_since: float | None = None
         self._marks: dict[str, tuple[str, float]] = {}  # call id -> (what we wait for, since)
         self._acted: set[str] = set()  # calls rung or connected by the current feed
-        self._stasis_waiters: dict[str, asyncio.Future[None]] = {}
         self._suspects: set[str] = set()
         self._reconcile_lock = asyncio.Lock()
         self._watch_lock = asyncio.Lock()
@@ -217,9 +213,6 @@ class Telephony(StasisEvents, Actions, EndpointWatch, Reconciler, ReactionTiming
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        for waiter in self._stasis_waiters.values():
-            if not waiter.done():
-                waiter.set_result(None)
         self.online.set()  # held rings wake up, see ``closing`` and create nothing
         await self.lanes.drain()
         await self.lanes.close()

@@ -5,8 +5,16 @@ Rules that live here:
   ``Stasis(acd,…)`` again): each StasisStart after its StasisEnd is a new call with its new args;
 - the same ARI event delivered twice (an endpoint subscribed twice, a channel seen through two
   subscriptions) changes nothing the second time;
-- a leg's StasisStart releases its dial (see ``actions``); a StasisStart for a leg this controller
-  does not know is hung up.
+- an originated leg enters Stasis only once answered (originate_variant.json: ChannelStateChange Up,
+  Dial ANSWER, then StasisStart in state Up): it is answered for the engine at its StasisStart,
+  never at the Up before it, when play/addChannel would still fail (409/422); a StasisStart for a
+  leg this controller does not know is hung up;
+- a leg ends at its ChannelHangupRequest that is not soft and carries a cause (the phone's 603, 486,
+  480, a BYE while bridged): nothing can keep that channel alive, and its ChannelDestroyed comes
+  after the dial thread noticed it. A soft request (our DELETE, a dial timeout of create+dial) or
+  one without a cause (a BYE while alone) waits for ChannelDestroyed;
+- Asterisk's own originate timeout shows only as ChannelDestroyed 19/480, with no hangup request
+  before it (a 480 from the phone has one): that is a dial timeout.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from controller.acd import events as ev
 from controller.ari import models as ari
 from controller.ari.errors import AriError
-from controller.telephony.channels import OFFER_ARG, CallChannels
+from controller.telephony.channels import OFFER_ARG, CallChannels, Leg
 
 if TYPE_CHECKING:
     from controller.telephony.shell import Telephony
@@ -98,7 +106,8 @@ class StasisEvents:
                 self.lanes.submit(f"orphan:{channel.id}", lambda: self._hangup_orphan(channel.id))
                 return
             leg.in_stasis = True
-            self._wake_stasis_waiter(channel.id)
+            if channel.state == "Up":
+                self._leg_answered(leg)
             return
         current = self.call_of_channel.get(channel.id)
         if current is not None and current in self.calls and not self.calls[current].gone:
@@ -196,34 +205,46 @@ class StasisEvents:
             self.lanes.submit(f"call:{chans.call_id}", lambda: self._destroy_bridges(chans))
         self._maybe_forget_call(chans.call_id)
 
+    def _leg_answered(self: Telephony, leg: Leg) -> None:
+        """The leg is Up and in Stasis: the engine may now connect it or play the confirm prompt."""
+        if leg.ended or leg.answered:
+            return
+        leg.answered = True
+        self._timed(leg.call_id, "bridge", ev.AgentLegAnswered(leg.offer_id))
+
     def _on_state_change(self: Telephony, e: ari.ChannelStateChange) -> None:
         leg = self.leg_by_channel.get(e.channel.id)
-        if leg is not None and e.channel.state == "Up" and not leg.ended:
-            self._timed(leg.call_id, "bridge", ev.AgentLegAnswered(leg.offer_id))
+        if leg is not None and e.channel.state == "Up" and leg.in_stasis:
+            self._leg_answered(leg)  # not yet in Stasis: its StasisStart follows and answers it
 
     def _on_hangup_request(self: Telephony, e: ari.ChannelHangupRequest) -> None:
         leg = self.leg_by_channel.get(e.channel.id)
-        if leg is not None and e.soft and not leg.hangup_requested:
-            leg.soft_hangup_seen = True
+        if leg is None or leg.ended or e.soft or not e.cause:
+            return
+        leg.cause_seen = True
+        self._leg_ended(leg, e.cause, e.tech_cause, dial_timeout=False)
 
     def _on_destroyed(self: Telephony, e: ari.ChannelDestroyed) -> None:
         self.doomed.discard(e.channel.id)
         leg = self.leg_by_channel.get(e.channel.id)
         if leg is None or leg.ended:
             return
+        self._leg_ended(leg, e.cause, e.tech_cause, dial_timeout=e.cause == 19 and not leg.cause_seen)
+
+    def _leg_ended(
+        self: Telephony, leg: Leg, cause: int | None, tech_cause: int | None, *, dial_timeout: bool
+    ) -> None:
         leg.ended = True
-        self._wake_stasis_waiter(leg.channel_id)
         self._forget_leg(leg)
-        dial_timeout = leg.soft_hangup_seen and e.cause == 19
         self._timed(
             leg.call_id,
             "dial",
-            ev.AgentLegEnded(leg.offer_id, e.cause, e.tech_cause, dial_timeout=dial_timeout),
+            ev.AgentLegEnded(leg.offer_id, cause, tech_cause, dial_timeout=dial_timeout),
         )
         self._maybe_forget_call(leg.call_id)  # the engine may have let the call go just now
         log.debug(
-            "agent leg destroyed",
-            extra={"call": leg.call_id, "agent": leg.agent_id, "cause": e.cause, "tech_cause": e.tech_cause},
+            "agent leg ended",
+            extra={"call": leg.call_id, "agent": leg.agent_id, "cause": cause, "tech_cause": tech_cause},
         )
 
     def _on_dtmf(self: Telephony, e: ari.ChannelDtmfReceived) -> None:
