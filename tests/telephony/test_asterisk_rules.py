@@ -8,12 +8,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from controller.acd.setup import Acceptance, AcdSetup, AgentConfig, DialplanTarget, Membership, QueueConfig
-from controller.sim import Answer, NoAnswer
+from controller.sim import Answer, Decline, NoAnswer
 from tests.telephony.conftest import SPEED, make_setup
 from tests.timing import late
 
 TWO = {"alice": "agent1", "bob": "agent2"}
-NOT_IN_STASIS = {"message": "Channel not in Stasis application"}
 
 
 def outcomes(w, call_id: str) -> list[tuple[str, str]]:
@@ -28,51 +27,99 @@ def agent_channels(channels) -> list:
     return [c for c in channels if c.name.startswith("PJSIP/agent")]
 
 
-# --------------------------------------------------------------------------- 1. create, then dial
+# --------------------------------------------------------------------------- 1. one originate
 
 
-async def test_dial_waits_for_the_created_channels_stasis_start(world_factory):
-    # create_then_dial_race.json: a dial sent before the StasisStart gets 409 and rings nobody
-    w = await world_factory(
-        make_setup(TWO), {"agent1": Answer(after=0.5), "agent2": Answer()}, sim_kw={"stasis_entry_delay": 0.5}
-    )
-    caller = w.call()
+def ring_requests(w) -> list:
+    return [
+        r
+        for r in w.sim.rest_log
+        if r.method == "POST" and (r.path in ("/channels", "/channels/create") or r.path.endswith("/dial"))
+    ]
+
+
+async def test_an_agent_is_rung_with_one_originate_showing_the_offer(world_factory):
+    # originate_variant.json: callerId sets what the phone shows (From/PAI), X-Acd-* via variables
+    w = await world_factory(make_setup(TWO), {"agent1": Answer(after=0.5), "agent2": Answer()})
+    caller = w.call(caller_name='Ma"ria <x>', caller_number="5551234")
     await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
+    assert [r.path for r in ring_requests(w)] == ["/channels"]
+    invite = w.sim.phones["agent1"].last_invite
+    name, number = invite.display
+    assert name.startswith("[support 0:0") and name.endswith('] Ma"ria <x>'), name
+    assert number == "5551234"
+    assert invite.headers["X-Acd-Queue"] == "support" and not invite.auto_answer
     assert outcomes(w, caller.channel_id) == [("alice", "accepted")]
-    assert w.controller.shell.stats["dial_failed"] == 0
 
 
-async def test_a_leg_that_never_enters_stasis_is_deleted_and_the_next_agent_tried(world_factory):
-    def prepare(sim, controller):
-        controller.shell.stasis_wait = 0.05  # wall s
-
+async def test_a_leg_is_answered_for_the_engine_only_at_its_stasis_start(world_factory):
+    # The Up comes before the StasisStart (originate_variant.json); play/addChannel need Stasis.
+    # Its StasisStart lost, the answered leg waits for the reconciliation to see it in Stasis.
     w = await world_factory(
-        make_setup(TWO, unreachable_delay=600),
-        {"agent1": Answer(after=0.5), "agent2": Answer(after=0.5)},
-        sim_kw={"stasis_entry_delay": 10_000},
-        prepare=prepare,
+        make_setup(TWO, ring_timeout=60), {"agent1": Answer(after=0.5), "agent2": Answer()}
     )
+    shell = w.controller.shell
+    handle = shell.on_event
+
+    handled_up: list[str] = []
+
+    async def lose_leg_stasis_start(event):
+        if not (event.type == "StasisStart" and event.args and event.args[0] == "offer"):
+            await handle(event)
+        if event.type == "ChannelStateChange" and event.channel.state == "Up":
+            handled_up.append(event.channel.id)
+
+    w.controller.stream._handler = lose_leg_stasis_start
     caller = w.call()
-    await w.until(lambda: len(outcomes(w, caller.channel_id)) == 2)
-    assert {a for a, _ in outcomes(w, caller.channel_id)} == {"alice", "bob"}, "next agent tried"
-    await w.until_async(lambda chans: not agent_channels(chans))  # DELETEd, not forgotten
-    assert not w.sim.phones["agent1"].invites and not w.sim.phones["agent2"].invites
-    assert w.controller.shell.stats["stasis_wait_failed"] == 2
-    assert not w.controller.shell.legs
+    invite = await w.sim.phones["agent1"].wait_for_invite()
+    await invite.wait_for(lambda i: i.outcome == "answered", timeout=30)
+    await w.until(lambda: handled_up)
+    await shell.lanes.drain()
+    offer = next(iter(w.engine.offers.values()))
+    assert offer.state.name == "RINGING", "not connected on the Up alone"
+    assert caller.bridged_with is None
+    await shell.reconcile()  # first sight: a suspicion only
+    await shell.reconcile()
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
+    assert shell.repairs["leg_answered"] == 1
 
 
-async def test_a_dial_refused_with_409_leaves_no_down_channel(world_factory):
+async def test_asterisks_own_originate_timeout_is_a_dial_timeout(world_factory):
+    # originate_variant.json part 3: only ChannelDestroyed 19/480, no hangup request before it
     w = await world_factory(
-        make_setup(TWO),
-        {"agent1": Answer(after=0.5), "agent2": Answer(after=0.5)},
-        prepare=lambda sim, c: sim.faults.add(
-            "POST", r"/channels/[^/]+/dial", status=409, body=NOT_IN_STASIS
-        ),
+        make_setup(TWO, ring_timeout=60, unreachable_delay=600), {"agent1": NoAnswer(), "agent2": Answer()}
     )
+    client = w.controller.client
+    originate = client.originate
+
+    async def short(*args, **kw):
+        kw["timeout"] = 1  # Asterisk gives up before the engine's own ring timer
+        return await originate(*args, **kw)
+
+    client.originate = short
     caller = w.call()
     await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
-    names = sorted(c.name.rsplit("-", 1)[0] for c in agent_channels(await w.channels()))
-    assert names == ["PJSIP/agent2"], "alice's refused leg was hung up"
+    ended = [r.data for r in w.records if r.kind == "offer.ended"]
+    assert (ended[0]["agent"], ended[0]["outcome"]) == ("alice", "no_answer")
+    assert w.engine.agents["alice"].misses == 1 and not w.engine.agents["alice"].delayed
+
+
+async def test_a_leg_ends_at_its_hangup_request_with_a_cause(world_factory):
+    # agent 603: ChannelHangupRequest 21/603 comes before ChannelDestroyed; the next agent is rung
+    # on the first, so with every ChannelDestroyed lost the outcome is still "rejected".
+    w = await world_factory(
+        make_setup(TWO, ring_timeout=60, reject_delay=600), {"agent1": Decline(after=0.5), "agent2": Answer()}
+    )
+    handle = w.controller.shell.on_event
+
+    async def lose_destroyed(event):
+        if event.type != "ChannelDestroyed":
+            await handle(event)
+
+    w.controller.stream._handler = lose_destroyed
+    caller = w.call()
+    await caller.wait_for(lambda c: c.bridged_with == "agent2", timeout=30)
+    assert outcomes(w, caller.channel_id) == [("alice", "rejected"), ("bob", "accepted")]
 
 
 # --------------------------------------------------------------------------- 2. back into Stasis
@@ -292,16 +339,26 @@ async def test_a_leg_that_ended_during_the_outage_counts_against_nobody(world_fa
     assert not alice.delayed and alice.misses == 0
 
 
-async def test_an_agent_answering_during_the_outage_is_connected_after_the_resync(world_factory):
-    w = await world_factory(make_setup(TWO, ring_timeout=30), {"agent1": NoAnswer(), "agent2": Answer()})
+async def test_an_agent_answering_while_the_app_has_no_websocket_counts_against_nobody(world_factory):
+    """Its Stasis() fails (the app is not active: res_stasis.c stasis_app_exec) and Asterisk hangs
+    the leg up; the resync finds it gone: canceled as lost, and the caller is offered again."""
+    w = await world_factory(
+        make_setup({"alice": "agent1"}, ring_timeout=30, unreachable_delay=600, reject_delay=600),
+        {"agent1": [NoAnswer(), Answer(after=0.5)]},
+    )
     caller = w.call()
     invite = await w.sim.phones["agent1"].wait_for_invite()
     w.sim.refuse_websockets(1.0)
     await w.sim.drop_connections()
-    invite.answer()  # its ChannelStateChange is lost for good
-    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=20)
-    assert w.controller.shell.repairs["leg_answered"] == 1
-    assert outcomes(w, caller.channel_id) == [("alice", "accepted")]
+    await w.until(lambda: not w.controller.stream.connected)
+    invite.answer()
+    await invite.wait_for(lambda i: i.outcome == "ended", timeout=30)
+    assert invite.bye_reasons == ["Q.850;cause=0"], "hung up by Asterisk, never in Stasis"
+    await caller.wait_for(lambda c: c.bridged_with == "agent1", timeout=30)
+    assert len(w.sim.phones["agent1"].invites) == 2, "offered again"
+    assert w.controller.shell.repairs["leg_gone"] == 1
+    assert outcomes(w, caller.channel_id) == [("alice", "canceled"), ("alice", "accepted")]
+    assert w.engine.agents["alice"].misses == 0
 
 
 async def test_no_offer_is_made_while_the_websocket_is_down(world_factory):
