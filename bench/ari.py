@@ -14,16 +14,17 @@ process only orchestrates over pipes and sleeps. Clock speed 1.0: every time is 
 Definitions.
 
 - A *call setup* is one customer call taken from StasisStart to its agent bridge: the controller
-  parks it (answer, holding bridge, music on hold), creates and dials an agent leg, the agent
+  parks it (answer, holding bridge, music on hold), rings an agent (one originate), the agent
   answers and the controller bridges both (``call.connected``). Every call is also torn down in
   the same run (caller BYE, agent leg hung up, bridges destroyed), so "CPU per setup" is the
   whole life of a call. Setups/s = calls connected per second within the measurement window.
 - Reactions (a), (b), (c) are the controller's own figures (the intervals of
-  ``controller.shell.reactions``): (a) from handling StasisStart to just before
-  ``POST /channels/{id}/dial`` (this includes the ``POST /channels/create`` round trip and the wait
-  for that channel's StasisStart event that precede the dial: Asterisk refuses an earlier dial);
-  (b) from handling the agent's ``ChannelStateChange(Up)`` to the first bridge request;
-  (c) from handling the declined leg's ``ChannelDestroyed`` (603) to the next agent's dial. They
+  ``controller.shell.reactions``): (a) from handling StasisStart to just before the agent's
+  ``POST /channels`` (originate: the one request that rings the agent);
+  (b) from handling the agent leg's StasisStart (an originated leg enters Stasis once answered,
+  right after its ``ChannelStateChange(Up)``) to the first bridge request;
+  (c) from handling the declined leg's ``ChannelHangupRequest`` 21/603 (the leg ends there, before
+  its ``ChannelDestroyed``) to the next agent's originate. They
   start when the event is *handled*, so time an event waits in the websocket buffer is not in them.
   The shell's (a)/(c) marks also cover calls that found no free agent: their "reaction" is then
   the queue wait. The bench tells the two apart (did the event itself make the engine ring an
@@ -32,8 +33,8 @@ Definitions.
   received, e.g. caller placed -> the agent's INVITE), measured in the sim process. They add the
   websocket/HTTP transport and queueing in both processes; (b) wire runs until the caller hears
   the agent (bridge created and both channels added: two round trips).
-- Diagnostics: the ``create`` round trip inside (a)/(c) as the controller sees it (it includes
-  the sim's own delays), (a)/(c) minus that round trip, the event-loop lag of both processes
+- Diagnostics: the originate round trip as the controller sees it (it follows (a)/(c), which end
+  when the request is sent; it includes the sim's own delays), the event-loop lag of both processes
   (a 10 ms ticker), and the longest run of events the controller handled in one loop step.
 - Concurrency N = calls in flight: the sim keeps exactly N customers in the system (a new call is
   placed the moment one ends). With 1,000 calls and 500 agents about half of them wait in queue.
@@ -650,10 +651,10 @@ class CtlSide:
     def _split_reactions(self, cmd: Any) -> None:
         """Split (a) and (c) into "an agent was free" (the dial follows from the event itself) and
         "queued" (no agent was free: the mark waits until one is, so the figure is queue time,
-        not reaction time), and time the ``POST /channels/create`` round trip inside (a)/(c).
+        not reaction time), and time the ``POST /channels`` (originate) round trip after (a)/(c).
 
         Wrappers on Telephony._execute (which RingAgent commands one event caused), on the stream
-        handler (which event that was), on Telephony._reaction_done and AriClient.create_channel.
+        handler (which event that was), on Telephony._reaction_done and AriClient.originate.
         """
         shell = self.controller.shell
         client = self.controller.client
@@ -687,12 +688,14 @@ class CtlSide:
             for call_id in rang:
                 trigger[call_id] = t0
             kind = type(event).__name__
-            if kind == "StasisStart" or kind == "ChannelDestroyed":
+            if kind in ("StasisStart", "ChannelHangupRequest", "ChannelDestroyed"):
                 ch = event.channel.id
                 call_id = ch if kind == "StasisStart" else ch.rsplit("-", 1)[0]
                 if call_id in rang:
                     fresh.add(call_id)
-                else:
+                elif kind != "ChannelDestroyed":
+                    # a leg ends at its hangup request: its ChannelDestroyed, handled before the
+                    # ring job ran, says nothing about that ring
                     fresh.discard(call_id)
 
         stream._handler = handler
@@ -705,37 +708,31 @@ class CtlSide:
                 elapsed = now - mark[1]
                 call = engine.calls.get(call_id)
                 key = "a" if call is None or call.offer_count <= 1 else "c"
-                rtt = rtt_of.pop(call_id, None)
+                rtt = rtt_of.pop(call_id, None)  # a request inside the interval (none since originate)
                 since = trigger.pop(call_id, None)
                 if call_id in fresh:
                     fresh.discard(call_id)
                     self.split[key].append(elapsed)
-                    if rtt is not None:
-                        self.split[key + "_own"].append(elapsed - rtt)
+                    self.split[key + "_own"].append(elapsed - (rtt or 0.0))
                 else:
                     self.split[key + "_queued"].append(elapsed)
                     self.queued_ids[key].append(call_id)
                     if since is not None:  # the reaction to the event that freed an agent
                         self.split[key + "_freed"].append(now - since)
-                        if rtt is not None:
-                            self.split[key + "_freed_own"].append(now - since - rtt)
+                        self.split[key + "_freed_own"].append(now - since - (rtt or 0.0))
             done(call_id, what)
 
         shell._reaction_done = _reaction_done
-        create = client.create_channel
+        originate = client.originate
 
-        async def create_channel(*args: Any, **kw: Any) -> Any:
+        async def timed_originate(*args: Any, **kw: Any) -> Any:
             t0 = time.perf_counter()
             try:
-                return await create(*args, **kw)
+                return await originate(*args, **kw)
             finally:
-                rtt = time.perf_counter() - t0
-                self.create_rtts.append(rtt)
-                channel_id = kw.get("channel_id")
-                if channel_id:
-                    rtt_of[channel_id.rsplit("-", 1)[0]] = rtt
+                self.create_rtts.append(time.perf_counter() - t0)  # sent after the mark: not in (a)/(c)
 
-        client.create_channel = create_channel
+        client.originate = timed_originate
 
     def _burst_end(self) -> None:
         self.bursts.append((self._burst_n, time.perf_counter() - self._burst_t0))
@@ -1141,7 +1138,7 @@ def _latency_table(rows: list[dict[str, Any]], label: str = "load") -> list[str]
 
 def _diagnostics_table(rows: list[dict[str, Any]], label: str = "load") -> list[str]:
     out = [
-        f"| {label} | create RTT | (a) minus create RTT | (c) minus create RTT | ctl loop lag p99 / max "
+        f"| {label} | originate RTT | (a) own | (c) own | ctl loop lag p99 / max "
         "| longest event burst | ctl GC max pause | sim loop lag p99 / max | queued (a) | queued (c) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]

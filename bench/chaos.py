@@ -196,14 +196,15 @@ class Chaos:
         if kind == "ws_drop":
             await sim.drop_connections("acd", refuse_for=rng.uniform(0, 4))
         elif kind == "rest_5xx":
+            # /channels is the originate that rings an agent (the one ring request)
             path = rng.choice(
-                [r"/channels/create", r"/channels/[^/]+/dial", r"/bridges/[^/]+/addChannel", r"/bridges"]
+                [r"/channels", r"/channels/[^/]+/answer", r"/bridges/[^/]+/addChannel", r"/bridges"]
             )
             sim.faults.add(
                 "POST", path, status=rng.choice([500, 503]), times=rng.randint(1, 3), apply=rng.random() < 0.3
             )
         elif kind == "rest_slow":
-            path = rng.choice([r"/channels/create", r"/channels/[^/]+/dial", r"/bridges/[^/]+/addChannel"])
+            path = rng.choice([r"/channels", r"/channels/[^/]+/answer", r"/bridges/[^/]+/addChannel"])
             sim.faults.add("POST", path, delay=rng.uniform(0.5, 3.0), times=rng.randint(1, 5))
         elif kind == "event_delay":
             sim.event_delay = rng.uniform(0.1, 1.0)

@@ -397,3 +397,17 @@ def test_the_queue_file_sets_what_the_customer_sees(tmp_path):
         assert "customer_sees_number" in str(exc)
     else:
         raise AssertionError("a number with letters is refused")
+
+
+async def test_a_ringing_leg_left_by_an_earlier_run_is_hung_up_at_the_resync(world_factory):
+    # GET /applications lists it (originate subscribes the app) though it is not in Stasis (AppDial2)
+    w = await world_factory(make_setup(TWO), {"agent1": NoAnswer(), "agent2": NoAnswer()})
+    await w.controller.client.originate(
+        "PJSIP/agent1", app_args=["offer", "old-offer", "old-call"], channel_id="old-offer.abc123", timeout=60
+    )
+    invite = await w.sim.phones["agent1"].wait_for_invite()
+    assert "old-offer.abc123" in (await w.controller.client.get_application()).channel_ids
+    await w.controller.shell.reconcile(at_connect=True)
+    await invite.wait_for(lambda i: i.outcome == "cancelled", timeout=30)
+    assert w.controller.shell.repairs["orphan_leg"] == 1
+    assert not any(r.kind == "call.queued" for r in w.records), "not taken for a customer"
