@@ -693,9 +693,10 @@ class CtlSide:
                 call_id = ch if kind == "StasisStart" else ch.rsplit("-", 1)[0]
                 if call_id in rang:
                     fresh.add(call_id)
-                elif kind != "ChannelDestroyed":
-                    # a leg ends at its hangup request: its ChannelDestroyed, handled before the
-                    # ring job ran, says nothing about that ring
+                elif kind == "StasisStart":
+                    # Only a call's arrival clears it: a leg's later events (its ChannelDestroyed
+                    # after the hangup request that ended it, a copy of an event delivered twice
+                    # through the endpoint subscription) come before the ring job and say nothing.
                     fresh.discard(call_id)
 
         stream._handler = handler

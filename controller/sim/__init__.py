@@ -116,7 +116,14 @@ Deviations from a real Asterisk kept on purpose (see also tests/sim/test_traces.
   joint request and the second channel's own request); a Local chain hung up from outside gives its
   ``;2`` ChannelHangupRequest cause 16 (traced for BYE, assumed for CANCEL); originate rejected with
   486 ends with ``Dial BUSY``
-  (603 -> ``NOANSWER`` is traced); ``continue`` on an ARI-created channel hangs it up after StasisEnd
+  (603 -> ``NOANSWER`` is traced); DELETE of a ringing originated channel gives ChannelHangupRequest
+  32 soft, a final ``Dial`` (main/dial.c ast_hangup_cause_to_dial_status: NOANSWER for 16/26) and
+  ChannelDestroyed with the reason's cause; an originated channel answered while its app is not
+  active (no websocket) or not registered fails ``Stasis()`` (res_stasis.c stasis_app_exec) and is
+  hung up with no cause set: no hangup request, ChannelDestroyed 0, the phone's BYE
+  ``Reason: Q.850;cause=0``; ``callerId`` is read as main/callerid.c ast_callerid_parse (quotes,
+  backslash escapes, the last ``<``) and a shrinkable number shrunk; ``continue`` on an ARI-created
+  channel hangs it up after StasisEnd
   (ChannelDestroyed cause 0); a created channel DELETEd before its Stasis entry gives
   ChannelHangupRequest 32 soft, ChannelHangupRequest 16/603, ChannelDestroyed 16/603 (no Stasis events);
   StasisStart/StasisEnd only reach the owning app (subscribeAll
