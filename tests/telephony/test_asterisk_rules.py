@@ -411,3 +411,19 @@ async def test_a_ringing_leg_left_by_an_earlier_run_is_hung_up_at_the_resync(wor
     await invite.wait_for(lambda i: i.outcome == "cancelled", timeout=30)
     assert w.controller.shell.repairs["orphan_leg"] == 1
     assert not any(r.kind == "call.queued" for r in w.records), "not taken for a customer"
+
+
+def test_the_offer_label_survives_asterisks_caller_id_parsing():
+    # res/ari originate reads callerId with ast_callerid_parse (main/callerid.c), which the sim ports
+    from controller.sim.model import parse_callerid
+    from controller.telephony.actions import caller_id
+
+    for name, number, shown in [
+        ("[support 0:42] Maria", "5551234", ("[support 0:42] Maria", "5551234")),
+        ('Ma"ria <x>', "55<5>1", ('Ma"ria <x>', "5551")),
+        ("back\\slash\\", "+55 11 5555", ("back\\slash\\", "+55 11 5555")),
+        ('"quoted"', "", ('"quoted"', "")),
+        ("line\nbreak\x00", '12"3', ("linebreak", "123")),
+        ("", "", ("", "")),
+    ]:
+        assert parse_callerid(caller_id(name, number)).as_tuple() == shown, name
