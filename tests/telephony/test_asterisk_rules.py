@@ -55,9 +55,7 @@ async def test_an_agent_is_rung_with_one_originate_showing_the_offer(world_facto
 async def test_a_leg_is_answered_for_the_engine_only_at_its_stasis_start(world_factory):
     # The Up comes before the StasisStart (originate_variant.json); play/addChannel need Stasis.
     # Its StasisStart lost, the answered leg waits for the reconciliation to see it in Stasis.
-    w = await world_factory(
-        make_setup(TWO, ring_timeout=60), {"agent1": Answer(after=0.5), "agent2": Answer()}
-    )
+    w = await world_factory(make_setup(TWO, ring_timeout=60), {"agent1": NoAnswer(), "agent2": Answer()})
     shell = w.controller.shell
     handle = shell.on_event
 
@@ -72,7 +70,11 @@ async def test_a_leg_is_answered_for_the_engine_only_at_its_stasis_start(world_f
     w.controller.stream._handler = lose_leg_stasis_start
     caller = w.call()
     invite = await w.sim.phones["agent1"].wait_for_invite()
-    await invite.wait_for(lambda i: i.outcome == "answered", timeout=30)
+    await invite.wait_for(lambda i: i.outcome == "ringing", timeout=30)
+    await shell.reconcile()
+    await shell.reconcile()  # the app lists the ringing leg: still not in Stasis
+    assert [leg.in_stasis for leg in shell.legs.values()] == [False]
+    invite.answer()
     await w.until(lambda: handled_up)
     await shell.lanes.drain()
     offer = next(iter(w.engine.offers.values()))
