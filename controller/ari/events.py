@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 
@@ -24,6 +25,10 @@ from .models import ApplicationReplacedEvent, Event, is_known, parse_event
 log = logging.getLogger("controller.ari.events")
 
 YIELD_EVERY = 8  # frames handled before the consumer lets other tasks run
+# Asterisk writes "type" as the first member of every event (jansson keeps insertion order), compact
+# or pretty (ari.conf ``pretty``). Reading it off the text lets an ignored event skip json.loads,
+# the consumer's largest cost. Anything else (no match, an escape) takes the full parse.
+_LEADING_TYPE = re.compile(r'\A\s*\{\s*"type"\s*:\s*"([A-Za-z]+)"')
 
 EventHandler = Callable[[Event], Awaitable[None]]
 ConnectHook = Callable[[bool], Awaitable[None]]
@@ -203,6 +208,12 @@ class EventStream:
         return frames
 
     async def _dispatch(self, text: str) -> None:
+        if self._types is not None:
+            leading = _LEADING_TYPE.match(text)
+            if leading is not None and leading.group(1) not in self._types:
+                self.stats["events"] += 1
+                self.stats["ignored_events"] += 1
+                return
         try:
             try:
                 data = json.loads(text)

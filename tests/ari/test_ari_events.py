@@ -177,6 +177,53 @@ async def test_bad_frames_are_counted_and_skipped(
     assert any(r.levelno == logging.DEBUG and "PeerStatusChange" in r.getMessage() for r in caplog.records)
 
 
+async def test_ignored_types_are_dropped_from_the_text_and_others_fully_parsed(
+    fake_ari: FakeAri, client: AriClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``types`` set, an event whose leading "type" is not wanted skips json.loads; one whose
+    "type" is not the first member (or is escaped inside a string) is parsed before it is judged."""
+    import json as json_module
+
+    import controller.ari.events as events_module
+
+    varset = {"type": "ChannelVarset", "application": "acd", "variable": "X", "value": "y"}
+    fake_ari.ws_scripts.append(
+        send(
+            varset,  # compact: dropped unparsed
+            json_module.dumps(varset, indent=2),  # ari.conf pretty = yes: dropped unparsed too
+            # "type" not first: parsed, then dropped by the set
+            '{"application": "acd", "type": "ChannelVarset", "variable": "X", "value": "1"}',
+            # a wanted event whose string value mentions an ignored type: never mistaken
+            {**stasis_end("a"), "note": '{"type":"ChannelVarset"}'},
+            stasis_end("b"),
+        )
+    )
+    parsed: list[str] = []
+    real_loads = json_module.loads
+
+    def counting_loads(text: str, *args: object, **kwargs: object) -> object:
+        parsed.append(text)
+        return real_loads(text, *args, **kwargs)
+
+    monkeypatch.setattr(events_module.json, "loads", counting_loads)
+    got: list[Event] = []
+
+    async def handler(event: Event) -> None:
+        got.append(event)
+
+    stream = EventStream(client, handler, types={"StasisEnd"}, **FAST)
+    task = asyncio.create_task(stream.run())
+    await eventually(lambda: len(got) == 2)
+    await stream.stop()
+    await asyncio.wait_for(task, 2)
+
+    assert [e.channel.id for e in got] == ["a", "b"]
+    assert stream.stats["ignored_events"] == 3
+    assert stream.stats["events"] == 5
+    assert not any('"variable": "X", "value": "y"' in t or '"value":"y"' in t for t in parsed)
+    assert sum("ChannelVarset" in t for t in parsed) == 2  # the not-first one and the mention
+
+
 async def test_handler_errors_are_logged_and_the_loop_goes_on(
     fake_ari: FakeAri, client: AriClient, caplog: pytest.LogCaptureFixture
 ) -> None:

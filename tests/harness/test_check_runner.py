@@ -9,6 +9,7 @@ from controller.harness.check import (
     exit_code,
     format_results,
     left_behind,
+    offer_queue,
     run_scenarios,
 )
 from controller.harness.ua import HarnessError
@@ -128,3 +129,11 @@ def test_left_behind_ignores_channels_that_are_not_the_checks():
         "Announcer/ARI_MOH-00000004;1",
         "PJSIP/harness-0000000b",
     ]
+
+
+def test_an_overflowed_offer_is_told_by_its_queue_header_not_by_the_agent():
+    """After an overflow the same agent may be offered the call again (member of both queues):
+    only the INVITE's X-Acd-Queue says the call moved."""
+    assert offer_queue({"x_acd": {"X-Acd-Queue": "support", "X-Acd-Wait": "12"}}) == "support"
+    assert offer_queue({"x_acd": {"x-acd-queue": "sales"}}) == "sales"
+    assert offer_queue({"x_acd": {}}) is None and offer_queue({}) is None
