@@ -23,11 +23,13 @@ class Lanes:
         self._queues: dict[str, deque[Job]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.failures = 0
+        self.started = 0  # lanes started so far: the event consumer yields after an event that started one
 
     def submit(self, lane: str, job: Job) -> None:
         queue = self._queues.get(lane)
         if queue is None:
             queue = self._queues[lane] = deque()
+            self.started += 1
             task = asyncio.get_running_loop().create_task(self._run(lane, queue))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -70,7 +70,12 @@ class StasisEvents:
         if self._duplicate(event):
             self.stats["duplicate_event"] += 1
             return
+        started = self.lanes.started
         handler(self, event)
+        if self.lanes.started != started:
+            # A new ARI job (the next agent's originate, a bridge): let it send its request now,
+            # before the frames behind this one in the same burst are handled.
+            await asyncio.sleep(0)
 
     def _duplicate(self: Telephony, event: ari.Event) -> bool:
         """An identical event (type, time, channel, state, args, digit) seen a moment ago."""

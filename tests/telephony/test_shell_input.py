@@ -49,3 +49,19 @@ async def test_duplicate_stasis_start_is_counted_not_requeued():
     await shell.on_event(ari.parse_event(start))
     assert list(shell.engine.calls) == ["c1"]
     assert shell.stats["duplicate_stasis_start"] == 1
+
+
+async def test_a_job_started_by_an_event_sends_before_the_next_event_is_handled():
+    """The consumer handles a burst of frames back to back; the job an event started (the next
+    agent's originate, a park) must get to send its request first, not after the whole burst."""
+    shell = _shell()
+    started: list[str] = []
+
+    async def park(chans) -> None:
+        started.append(chans.call_id)
+
+    shell._park = park  # type: ignore[method-assign]
+    start = {"type": "StasisStart", "args": ["support"], "channel": _channel("c1", state="Ring")}
+    await shell.on_event(ari.parse_event(start))
+    assert started == ["c1"]  # already running when the consumer takes the next frame
+    await shell.lanes.drain()
