@@ -188,10 +188,15 @@ class Replica:
         await services.attach()  # agent states from the store, before the first ARI event
         assert services.writer is not None and services.metrics is not None
         services.writer.guard = self.lease.check
+        # write-ahead: a ring or a new caller's first action waits for its row (bounded: a replica
+        # that cannot write for a TTL is fenced anyway)
+        writer, bound = services.writer, self.settings.ha_ttl
+        controller.shell.durable = lambda: writer.durable(timeout=bound)
         services.metrics.extra_collectors.append(lambda: ha_metrics(self.node))
         if self.on_term is not None:
             self.on_term(controller, services)
         await controller.start()  # the websocket: Asterisk tells the former holder ApplicationReplaced
+        services.close_books("takeover", ids_reused=False)  # offer ids of term n > 1: <call>-t<n>.<k>
         if self.http:
             if self._standby_runner is not None:
                 await self._standby_runner.cleanup()
