@@ -118,6 +118,11 @@ class HistoryWriter:
         """Facts not yet committed (buffer + the batch in flight)."""
         return len(self.buffer) + len(self.batch)
 
+    @property
+    def waiting(self) -> int:
+        """Callers of ``durable`` waiting for a commit now."""
+        return len(self._waiters)
+
     def listener(self, c: cmd.Notify | cmd.Record) -> None:
         """Shell listener: queue one fact. Synchronous, O(1), never raises into the shell."""
         if type(c) is cmd.Record:
