@@ -136,19 +136,23 @@ class Books:
             if row.id in touched or (self.ids_reused and row.call_id in known_calls):
                 continue
             outcome = "accepted" if row.id in restored else "interrupted"
-            offer_ends.append({"id": row.id, "outcome": outcome, "ended_at": now})
+            started = as_utc(row.started_at)
+            ended = now if started is None else max(now, started)
+            offer_ends.append({"id": row.id, "outcome": outcome, "ended_at": ended})
         call_ends: list[dict[str, Any]] = []
         for row in calls:
             if row.id in known_calls or channel_of(row.id) in in_app:
                 continue
             arrived, answered = as_utc(row.arrived_at), as_utc(row.answered_at)
+            # never before its own start: another replica's (or run's) clock may be ahead of ours
+            ended = max(t for t in (now, arrived, answered) if t is not None)
             call_ends.append(
                 {
                     "id": row.id,
                     "outcome": "completed" if answered is not None else "abandoned",
-                    "ended_at": now,
-                    "wait": _seconds((answered or now), arrived),
-                    "talk": _seconds(now, answered) if answered is not None else 0.0,
+                    "ended_at": ended,
+                    "wait": _seconds((answered or ended), arrived),
+                    "talk": _seconds(ended, answered) if answered is not None else 0.0,
                 }
             )
         if not offer_ends and not call_ends:
