@@ -200,7 +200,8 @@ class Replica:
         if self.on_term is not None:
             self.on_term(controller, services)
         await controller.start()  # the websocket: Asterisk tells the former holder ApplicationReplaced
-        services.close_books("takeover", ids_reused=False)  # offer ids of term n > 1: <call>-t<n>.<k>
+        # offer ids of term n > 1 are <call>-t<n>.<k>; term 1's are a single node's, <call>-<n>
+        services.close_books("takeover", ids_reused=acquired.token <= 1)
         if self.http:
             if self._standby_runner is not None:
                 await self._standby_runner.cleanup()
