@@ -78,6 +78,7 @@ class Books:
         # single node: a restarted run reuses the offer ids of a call it takes back (<call>-<n>)
         self.ids_reused = ids_reused
         self.closed: Counter[str] = Counter()
+        self.failures = 0  # attempts that failed (database or Asterisk away, fenced)
         self.done = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -99,6 +100,7 @@ class Books:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # database or Asterisk away: try again (rows stay open meanwhile)
+                self.failures += 1
                 log.warning(
                     "could not close the rows left open by the previous controller; retrying",
                     extra={"error": f"{type(exc).__name__}: {str(exc)[:200]}", "retry_in": delay},
