@@ -18,11 +18,17 @@ Invariants (``Report.violations``):
 - ``double_offer``: a phone rang for two calls at once (two INVITEs alive at the same time);
 - ``unaccepted_bridge``: a caller talked to a phone that had not answered that INVITE;
 - ``leftover``: channels or bridges left in the simulator at the end;
-- ``offer_rows``: an INVITE without its offer row, or more offer rows than INVITEs (per phone);
-  the INVITEs of a killed replica's last moments may be missing (what it had not written yet dies
-  with it, as without HA): those are counted in ``lost_with_kill``, not as violations;
-- ``call_rows``: a caller that reached the app without its call row (same exception);
+- ``offer_rows``: an INVITE without exactly its offer row, for the phone that rang (the row is
+  committed before the phone rings, so a kill -9 cannot lose it);
+- ``offer_open``: an offer row without an outcome at the end (rows a dead term left open are
+  closed by the next active: ``interrupted``/``accepted``, detail ``takeover``);
+- ``call_rows``: a caller that was answered or had an agent rung without exactly one call row;
+- ``call_open``: a call row without an end (outcome) at the end;
 - ``metrics``: the last active's ``acd_offers_total`` differs from the offer rows of its term.
+
+Callers that hung up before any controller acted on them (never answered, no agent rung: no row
+is possible) are counted apart (``unseen``), as are callers refused by ``Stasis()`` while no
+replica held the app (``refused``); neither is a violation.
 
 Seeds are reproducible (traffic, behaviours and fault times come from ``random.Random(seed)``);
 wall-clock scheduling still varies, so a failing seed is re-run and, once understood, becomes a
@@ -53,6 +59,7 @@ from controller.config import load_settings
 from controller.ha.replica import Replica
 from controller.sim import Answer, Busy, Decline, NoAnswer, SimAsterisk
 from controller.store import create_engine, upgrade
+from controller.store.books import CLOSED_CALL_DETAIL, channel_of
 from controller.store.history import CallRow, OfferRow
 
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -69,7 +76,8 @@ class Report:
     outcomes: Counter[str] = field(default_factory=Counter)
     violations: Counter[str] = field(default_factory=Counter)
     details: list[str] = field(default_factory=list)
-    lost_with_kill: int = 0
+    unseen: int = 0  # callers gone before any controller acted on them: no row possible
+    closed: Counter[str] = field(default_factory=Counter)  # rows closed at takeover, by outcome
     takeovers: list[float] = field(default_factory=list)
     invites: int = 0
     wall: float = 0.0
@@ -82,7 +90,8 @@ class Report:
             "faults": dict(self.faults),
             "outcomes": dict(self.outcomes),
             "violations": dict(self.violations),
-            "lost_with_kill": self.lost_with_kill,
+            "unseen": self.unseen,
+            "closed_at_takeover": dict(self.closed),
             "takeovers": [round(t, 3) for t in self.takeovers],
             "wall_s": round(self.wall, 1),
             "details": self.details[:20],
@@ -313,10 +322,6 @@ class Chaos:
 
     # ------------------------------------------------------------------ invariants
 
-    def _failover(self) -> bool:
-        """A replica was killed or fenced: what it had not written yet is gone with it."""
-        return bool(self.kills) or any(r.node.stats["lost"] for r in self.replicas)
-
     def _violate(self, kind: str, detail: str) -> None:
         self.report.violations[kind] += 1
         self.report.details.append(f"{kind}: {detail}")
@@ -357,37 +362,53 @@ class Chaos:
         db = create_engine(PG_URL, schema=self.schema, pool_size=1)
         try:
             async with db.connect() as conn:
-                offers = (
-                    await conn.execute(select(OfferRow.id, OfferRow.agent, OfferRow.detail, OfferRow.outcome))
-                ).all()
-                calls = {r.id for r in (await conn.execute(select(CallRow.id))).all()}
+                o = OfferRow
+                offers = (await conn.execute(select(o.id, o.call_id, o.agent, o.detail, o.outcome))).all()
+                calls = (await conn.execute(select(CallRow.id, CallRow.outcome, CallRow.detail))).all()
         finally:
             await db.dispose()
         # an INVITE's channel id is "<offer id>.<run>": each INVITE has exactly its offer row
         rows = {o.id: o for o in offers}
         invited: set[str] = set()
+        rung_calls: set[str] = set()
         for name, invites in invites_by_phone.items():
             for invite in invites:
                 offer_id = invite.channel_id.rpartition(".")[0]
                 invited.add(offer_id)
                 row = rows.get(offer_id)
                 if row is None:
-                    if self._failover():
-                        rep.lost_with_kill += 1
-                    else:
-                        self._violate("offer_rows", f"INVITE {invite.channel_id} to {name} has no offer row")
-                elif row.agent != name:
+                    self._violate("offer_rows", f"INVITE {invite.channel_id} to {name} has no offer row")
+                    rung_calls.add(offer_id.rpartition("-")[0])
+                    continue
+                rung_calls.add(row.call_id)
+                if row.agent != name:
                     self._violate("offer_rows", f"offer {offer_id} stored for {row.agent}, rang {name}")
         for o in offers:
+            if o.outcome is None:
+                self._violate("offer_open", f"offer {o.id} has no outcome")
+            elif o.detail == "takeover":
+                rep.closed[f"offer:{o.outcome}"] += 1
             if o.id not in invited and o.detail != "restored":
                 rep.outcomes[f"offer_without_invite:{o.outcome}:{o.detail}"] += 1
-        reached = [c for c in sim.calls if c.channel_id and c.answered_at is not None]
-        for caller in reached:
-            if not any(cid == caller.channel_id or cid.startswith(caller.channel_id + "-r") for cid in calls):
-                if self._failover() or caller.channel_id in self.restart_cut:
-                    rep.lost_with_kill += 1
-                else:
-                    self._violate("call_rows", caller.channel_id)
+        rows_of: dict[str, list[str]] = {}
+        for c in calls:
+            rows_of.setdefault(channel_of(c.id), []).append(c.id)
+            if c.outcome is None:
+                self._violate("call_open", f"call {c.id} has no end")
+            elif c.detail == CLOSED_CALL_DETAIL:
+                rep.closed[f"call:{c.outcome}"] += 1
+        rung_channels = {channel_of(cid) for cid in rung_calls}
+        for caller in sim.calls:
+            if not caller.channel_id or caller.outcome == "refused":
+                continue
+            mine = rows_of.get(caller.channel_id, [])
+            acted = caller.answered_at is not None or caller.channel_id in rung_channels
+            if not acted:
+                if not mine:
+                    rep.unseen += 1  # hung up before any controller acted on them
+                continue
+            if len(mine) != 1:
+                self._violate("call_rows", f"{caller.channel_id} ({caller.outcome}): call rows {mine}")
         for r in self.replicas:
             rep.takeovers += r.node.takeover_seconds
         last = [r for r in self.replicas if r.term_token is not None and r.services is not None]
@@ -447,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"runs {len(reports)}  calls {calls}  invites {invites}  faults {injected}  "
         f"violations {sum(total.values())} {dict(total)}  "
-        f"lost_with_kill {sum(r.lost_with_kill for r in reports)}"
+        f"unseen {sum(r.unseen for r in reports)}  "
+        f"closed_at_takeover {dict(sum((r.closed for r in reports), Counter()))}"
     )
     if takeovers:
         p99 = takeovers[min(len(takeovers) - 1, int(len(takeovers) * 0.99))]
@@ -458,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
 def _row(d: dict[str, Any]) -> str:
     return (
         f"seed {d['seed']:>4}  calls {d['calls']:>5}  invites {d['invites']:>5}  faults {d['faults']}  "
-        f"violations {d['violations'] or 0}  lost_with_kill {d['lost_with_kill']}  "
+        f"violations {d['violations'] or 0}  unseen {d['unseen']}  closed {d['closed_at_takeover']}  "
         f"takeovers {d['takeovers']}  {d['wall_s']} s"
         + ("".join(f"\n    {x}" for x in d["details"]) if d["details"] else "")
     )

@@ -152,6 +152,7 @@ async def run_controller(settings: Settings, setup: AcdSetup) -> int:
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
     try:
         await controller.start()
+        services.close_books("restart")  # rows the previous run left open
         await services.serve()
     except ConfigError as exc:
         _stderr(str(exc))

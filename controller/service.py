@@ -28,6 +28,7 @@ from controller.panel.routes import PanelConfig
 from controller.reload import Reloader
 from controller.store import create_engine, is_sqlite
 from controller.store.agent_state import load_agent_states, restore_events, save_first_seen
+from controller.store.books import Books
 from controller.store.migrate import current_revision, head_revision, upgrade
 from controller.store.queue_log import QueueLog
 from controller.store.writer import HistoryWriter
@@ -77,6 +78,7 @@ class Services:
         self.reloader.on_tokens.append(lambda _: self.api_auth.set_supervisors(self._supervisors()))
         self.wallboard: WallboardHub | None = None
         self._writer_options = writer_options or {}
+        self.books: Books | None = None
         self._webhook_options = webhook_options or {}
 
     async def attach(self) -> None:
@@ -98,6 +100,7 @@ class Services:
             events=bool(s.events_url),
             **self._writer_options,
         )
+        self.writer.touched = set()  # until the books are closed (close_books)
         c.shell.listeners.append(self.writer.listener)
         self.writer.start()
         await self._restore_agents()
@@ -174,6 +177,28 @@ class Services:
                 "not_responding": sum(e.presence == "not_responding" for e in events),
             },
         )
+
+    def close_books(self, detail: str = "restart", *, ids_reused: bool = True) -> Books | None:
+        """After ``controller.start()`` (resynced): close in the background the rows an earlier run
+        or term left open (``controller.store.books``); retried while the database is away."""
+        if self.writer is None:
+            return None
+        c = self.controller
+
+        async def in_app() -> set[str]:
+            return set((await c.client.get_application(c.shell.app)).channel_ids)
+
+        self.books = Books(
+            self.writer,
+            in_app=in_app,
+            known_calls=lambda: set(c.engine.calls) | set(c.shell.calls),
+            restored=c.shell.restored_offers,
+            now=c.clock.now,
+            detail=detail,
+            ids_reused=ids_reused,
+        )
+        self.books.start()
+        return self.books
 
     async def _migrate(self) -> None:
         assert self.db is not None
@@ -254,6 +279,8 @@ class Services:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        if self.books is not None:
+            await self.books.stop()
         if self.writer is not None:
             await self.writer.close()
         if self.queue_log is not None:

@@ -628,6 +628,8 @@ class Engine:
         if offer.state in LIVE_OFFER_STATES:
             if e.lost:
                 outcome, detail = Outcome.CANCELED, "lost"  # cause unknown: nobody's fault
+            elif e.not_stored:
+                outcome, detail = Outcome.CANCELED, "not_stored"  # never rang: nobody's fault
             elif offer.state is OfferState.CONFIRMING:
                 outcome, detail = Outcome.REJECTED, "hung_up_in_confirm"
             elif offer.state is OfferState.CONNECTING:

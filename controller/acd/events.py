@@ -58,6 +58,8 @@ class AgentLegEnded:
     ``lost`` is true when the leg's end was never seen (its events were lost while the events
     websocket was down; reconciliation found the channel gone): the cause is unknown, so the
     offer ends as canceled and counts against nobody (no delay, no miss).
+    ``not_stored`` is true when the phone was never rung because the database did not confirm
+    the offer's row in time (hot standby's write-ahead): canceled, nobody's fault, next agent.
     """
 
     offer_id: str
@@ -66,6 +68,7 @@ class AgentLegEnded:
     dial_timeout: bool = False
     allocation_failed: bool = False
     lost: bool = False
+    not_stored: bool = False
 
 
 @dataclass(frozen=True, slots=True)

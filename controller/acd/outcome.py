@@ -18,6 +18,10 @@ class Outcome(StrEnum):
     NO_ANSWER = "no_answer"
     UNREACHABLE = "unreachable"  # includes "unavailable" (DND 480): the phone will not take calls
     CANCELED = "canceled"  # not the agent's doing: caller gone, answered elsewhere, overflow…
+    # Never produced by the engine: the next controller closes the row of an offer whose leg it
+    # found ringing and hung up, or found gone, after the controller that rang it died
+    # (detail ``takeover`` or ``restart``; controller/store/books.py).
+    INTERRUPTED = "interrupted"
 
 
 _REJECT_CAUSES = {21}

@@ -147,6 +147,8 @@ class Metrics(Collector):
             "prompt_failed",
             "connect_failed",
             "continue_failed",
+            "ring_not_stored",
+            "park_not_stored",
         ):
             failures.add_metric([kind], shell.stats[kind])
         yield failures

@@ -35,6 +35,8 @@ log = logging.getLogger("controller.ha")
 
 __all__ = ["Replica"]
 
+DURABLE_WAIT_SHARE = 0.5  # of ACD_HA_TTL: gives up before the local deadline (0.8 TTL) fences it
+
 
 class Replica:
     """``start()`` serves the standby API and runs the node; ``ended`` resolves with the reason."""
@@ -70,6 +72,8 @@ class Replica:
         address = settings.ha_address.strip() or f"http://{socket.gethostname()}:{self.port}"
         self.lease = Lease(self.lease_db, settings.ari_app, self.holder, address, ttl=settings.ha_ttl)
         self.node = Node(self.lease, self._activate, renew=settings.ha_renew, ari_ok=self._ari_ok)
+        # wall s a ring or a new caller's first action waits for the database's commit (write-ahead)
+        self.durable_wait = settings.ha_ttl * DURABLE_WAIT_SHARE
         self.controller: Controller | None = None
         self.term_token: int | None = None  # the lease token of this replica's active term
         self.services: Any = None
@@ -188,10 +192,16 @@ class Replica:
         await services.attach()  # agent states from the store, before the first ARI event
         assert services.writer is not None and services.metrics is not None
         services.writer.guard = self.lease.check
+        # write-ahead: a ring or a new caller's first action waits for its row, bounded below the
+        # local deadline (a replica that cannot write is fenced anyway)
+        writer = services.writer
+        controller.shell.durable = lambda: writer.durable(timeout=self.durable_wait)
         services.metrics.extra_collectors.append(lambda: ha_metrics(self.node))
         if self.on_term is not None:
             self.on_term(controller, services)
         await controller.start()  # the websocket: Asterisk tells the former holder ApplicationReplaced
+        # offer ids of term n > 1 are <call>-t<n>.<k>; term 1's are a single node's, <call>-<n>
+        services.close_books("takeover", ids_reused=acquired.token <= 1)
         if self.http:
             if self._standby_runner is not None:
                 await self._standby_runner.cleanup()

@@ -12,6 +12,11 @@ While the database is unreachable the batch is retried with exponential backoff 
 pile up in the deque, bounded by ``max_buffer``: past it the newest facts are dropped and
 counted (``stats["dropped"]``, metric ``acd_store_dropped_records_total``), with one log line
 per outage. Nothing is dropped below the bound.
+
+Write-ahead (hot standby): every queued fact has a sequence number; ``committed_seq`` is the
+highest one whose batch is committed, and ``await durable(seq)`` waits (bounded) until it is. A
+waiter makes the writer skip its linger, so the fact is written at once. Single-node mode never
+calls it: routing there never waits for the database.
 """
 
 from __future__ import annotations
@@ -90,6 +95,12 @@ class HistoryWriter:
         self.db_up = True
         self.run_id = secrets.token_hex(4)
         self._seq = count(1)
+        self.queued_seq = 0  # sequence of the last fact queued
+        self.committed_seq = 0  # every fact up to this sequence is committed
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # durable(seq) callers
+        self._urgent = asyncio.Event()  # someone waits: no linger
+        # call and offer ids this run recorded, collected until the books are closed (store.books)
+        self.touched: set[str] | None = None
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -106,6 +117,11 @@ class HistoryWriter:
     def depth(self) -> int:
         """Facts not yet committed (buffer + the batch in flight)."""
         return len(self.buffer) + len(self.batch)
+
+    @property
+    def waiting(self) -> int:
+        """Callers of ``durable`` waiting for a commit now."""
+        return len(self._waiters)
 
     def listener(self, c: cmd.Notify | cmd.Record) -> None:
         """Shell listener: queue one fact. Synchronous, O(1), never raises into the shell."""
@@ -124,10 +140,16 @@ class HistoryWriter:
                     extra={"buffered": self.depth, "max_buffer": self.max_buffer},
                 )
             return
+        seq = self.queued_seq = next(self._seq)
+        if self.touched is not None and type(c) is cmd.Record:
+            for key in ("call", "offer"):
+                ident = c.data.get(key)
+                if ident:
+                    self.touched.add(ident)
         if type(c) is cmd.Record:
-            self.buffer.append((next(self._seq), c.kind, c.data, extra))
+            self.buffer.append((seq, c.kind, c.data, extra))
         else:
-            self.buffer.append((next(self._seq), "notify:" + c.kind, (c.agent_id, c.data), extra))
+            self.buffer.append((seq, "notify:" + c.kind, (c.agent_id, c.data), extra))
         if not self._wake.is_set():
             self._wake.set()
 
@@ -147,6 +169,45 @@ class HistoryWriter:
             return None
         call = self.engine.calls.get(call_id)
         return (call.caller_number, call.caller_name, call.priority) if call is not None else None
+
+    async def durable(self, seq: int | None = None, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Wait until fact ``seq`` (default: the last one queued) is committed; False when the
+        database did not confirm within ``timeout`` wall seconds (or the writer stopped)."""
+        if seq is None:
+            seq = self.queued_seq
+        if seq <= self.committed_seq:
+            return True
+        if self._task is None or self._task.done():
+            return False  # not running: nothing will be committed
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((seq, waiter))
+        self._urgent.set()
+        self._wake.set()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(waiter)
+        except TimeoutError:
+            self.stats["durable_timeouts"] += 1
+            return False
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove((seq, waiter))
+        return seq <= self.committed_seq
+
+    def _committed(self, seq: int) -> None:
+        self.committed_seq = max(self.committed_seq, seq)
+        if self._waiters:
+            for s, waiter in self._waiters:
+                if s <= self.committed_seq and not waiter.done():
+                    waiter.set_result(None)
+
+    def _release_waiters(self) -> None:
+        """The writer stopped: nobody waits for a commit that cannot come."""
+        for _, waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # ------------------------------------------------------------------ task
 
@@ -168,6 +229,7 @@ class HistoryWriter:
                 await self._task
             if self.depth:
                 log.error("stopped with history records not written", extra={"lost": self.depth})
+        self._release_waiters()
         self._task = None
 
     async def flushed(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
@@ -188,8 +250,12 @@ class HistoryWriter:
                         return
                     self._wake.clear()
                     await self._wake.wait()
-                    if self.linger > 0 and not self._closing:
-                        await asyncio.sleep(self.linger)  # gather a batch: one commit for many facts
+                    if self.linger > 0 and not self._closing and not self._urgent.is_set():
+                        # gather a batch: one commit for many facts (unless someone waits for it)
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(self.linger):
+                                await self._urgent.wait()
+                self._urgent.clear()
                 n = min(len(self.buffer), self.batch_size)
                 self.batch = [self.buffer.popleft() for _ in range(n)]
                 if not self.batch:
@@ -214,7 +280,9 @@ class HistoryWriter:
                 delay = min(delay * 2, self.retry_max)
                 continue
             written = len(self.batch)
+            last = self.batch[-1][0]
             self.batch = []
+            self._committed(last)
             self.stats["written"] += written
             self.stats["batches"] += 1
             delay = self.retry_initial

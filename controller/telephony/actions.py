@@ -10,7 +10,11 @@ Rules that live here:
   both parties exist, a failed ``continue`` is retried by reconciliation;
 - what the customer sees when bridged is the queue's choice, never the agent leg's identity
   (``inhibitConnectedLineUpdates`` on addChannel);
-- a confirm prompt is stopped (its own playbackId) before bridging, so pressing 1 connects at once.
+- a confirm prompt is stopped (its own playbackId) before bridging, so pressing 1 connects at once;
+- write-ahead (hot standby only, ``durable`` set): the request that makes an agent's phone ring
+  and the first action on a new caller wait until the history facts behind them are committed
+  (``_durable``); a database that does not confirm in time means: do not ring (the offer ends
+  ``canceled``/``not_stored``, next agent) or do not park (the caller keeps waiting unanswered).
 """
 
 from __future__ import annotations
@@ -82,6 +86,12 @@ class Actions:
         if leg.hangup_requested:
             self._close_leg(leg)  # cancelled before anything was created in Asterisk
             return
+        stored = await self._durable("ring", call=c.call_id, offer=c.offer_id, agent=c.agent_id)
+        if self.closing:
+            return
+        if not stored or leg.hangup_requested:  # not stored, or cancelled while it was written
+            self._close_leg(leg, not_stored=not stored)
+            return
         headers = dict(c.headers)
         if c.auto_answer:
             # Desktop mode only, after the agent pressed Accept: the two headers softphones obey.
@@ -116,18 +126,35 @@ class Actions:
         leg.epoch = self.epoch
         # Cancelled while the originate was in flight: the hangup job queued behind us deletes it.
 
+    async def _durable(self: Telephony, what: str, **extra: str) -> bool:
+        """Write-ahead: wait until every history fact queued so far (the offer's or the call's row
+        among them) is committed. True at once in single-node mode (``durable`` unset)."""
+        if self.durable is None:
+            return True
+        if await self.durable():
+            return True
+        self.stats[f"{what}_not_stored"] += 1
+        log.warning(
+            "the database did not confirm the history in time: not acting (%s)",
+            what,
+            extra={"action": what, **extra},
+        )
+        return False
+
     async def _discard_leg(self: Telephony, leg: Leg) -> None:
         """The leg failed in a way that may have left its channel alive: DELETE it, then move on."""
         await self._hangup_channel(leg.channel_id, "normal")
         self._close_leg(leg)
 
-    def _close_leg(self: Telephony, leg: Leg, *, allocation_failed: bool = False) -> None:
+    def _close_leg(
+        self: Telephony, leg: Leg, *, allocation_failed: bool = False, not_stored: bool = False
+    ) -> None:
         """End a leg whose ChannelDestroyed will not reach us (never created, or given up on)."""
         if leg.ended:
             return
         leg.ended = True
         self._forget_leg(leg)
-        self.feed(ev.AgentLegEnded(leg.offer_id, allocation_failed=allocation_failed))
+        self.feed(ev.AgentLegEnded(leg.offer_id, allocation_failed=allocation_failed, not_stored=not_stored))
 
     def _hangup_leg(self: Telephony, offer_id: str, reason: str) -> None:
         leg = self.legs.get(offer_id)
@@ -201,6 +228,10 @@ class Actions:
     async def _park(self: Telephony, chans: CallChannels) -> None:
         if chans.gone or chans.released or chans.parked:
             return  # gone, sent on, or still parked from before a restart
+        if not await self._durable("park", call=chans.call_id):
+            return  # the caller keeps waiting unanswered; an agent who accepts gets them all the same
+        if chans.gone or chans.released or chans.parked:
+            return
         chans.parked = True
         try:
             if chans.hold is HoldMode.RING:

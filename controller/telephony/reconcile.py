@@ -291,6 +291,7 @@ class Reconciler:
                     del unknown_customers[customer_id]
                     leg = self._add_leg(call.connected_offer, leg_channel.id, call_id, agent_id)
                     leg.created = leg.in_stasis = leg.answered = True
+                    self.restored_offers[leg_channel.id.rpartition(".")[0]] = call.connected_offer
                     if bridged:
                         chans.mixing_bridge = bridge.id
                     elif bridge is not None and bridge.bridge_type == "holding":

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from controller.acd import commands as cmd
 from controller.acd import events as ev
@@ -90,6 +90,8 @@ class Telephony(StasisEvents, Actions, EndpointWatch, Reconciler, ReactionTiming
         self.doomed: set[str] = set()  # channels whose DELETE failed: retried by reconciliation
         self.doomed_bridges: set[str] = set()
         self.unknown_endpoints: set[str] = set()
+        # offer id of an earlier run -> ours: its leg was found answered and kept (store.books)
+        self.restored_offers: dict[str, str] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._timer_at: dict[str, float] = {}
         self._held_timers: dict[str, float] = {}  # timers that ran out while offline -> their time
@@ -101,6 +103,9 @@ class Telephony(StasisEvents, Actions, EndpointWatch, Reconciler, ReactionTiming
         self._watch_lock = asyncio.Lock()
         self._periodic: asyncio.Task[None] | None = None
         self.closing = False
+        # hot standby's write-ahead (``actions._durable``): resolves True once every history fact
+        # queued so far is committed, False if the database did not confirm in time. None: no wait.
+        self.durable: Callable[[], Awaitable[bool]] | None = None
         self._init_events()
 
     # ------------------------------------------------------------------ engine side
