@@ -35,12 +35,13 @@ async def cluster_factory(pg_db):
 
 
 def _acts(log, since: int) -> list[str]:
-    """Requests a caller or an agent would perceive: a leg created or rung, a caller answered/rung."""
+    """Requests a caller or an agent would perceive: a leg originated (or created, dialled), a
+    caller answered or given ringback."""
     return [
         f"{r.method} {r.path}"
         for r in list(log)[since:]
         if r.method == "POST"
-        and (r.path == "/channels/create" or r.path.endswith(("/dial", "/answer", "/ring")))
+        and (r.path in ("/channels", "/channels/create") or r.path.endswith(("/dial", "/answer", "/ring")))
     ]
 
 
