@@ -124,7 +124,7 @@ async def audit(schema: str) -> list[Any]:
 
 TOML = """
 [queues.support]
-ring_timeout = 600
+ring_timeout = {ring_timeout}
 wrapup = 1
 hold = "moh"
 max_no_answer = 0
@@ -175,13 +175,15 @@ class Replicas:
     schema: str
     db_urls: dict[str, str]
     bob_state: str = "available"
+    ring_timeout: float = 600
     procs: list[Proc] = field(default_factory=list)
     http: aiohttp.ClientSession | None = None
 
     async def start(self, name: str) -> Proc:
         config = self.tmp / "acd.toml"
         if not config.exists():
-            config.write_text(TOML.format(bob_state=self.bob_state), encoding="utf-8")
+            text = TOML.format(bob_state=self.bob_state, ring_timeout=self.ring_timeout)
+            config.write_text(text, encoding="utf-8")
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("ACD_")}
         env |= {
