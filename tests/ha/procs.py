@@ -227,8 +227,8 @@ class Replicas:
     async def role(self, proc: Proc) -> str | None:
         """``active`` / ``standby`` as the replica's own /healthz says, None while it does not answer.
 
-        ``active`` only once the active term's API answers with the events websocket connected: the
-        standby API already says ``role: active`` while the new term is still starting."""
+        ``active`` only once the active term's API answers with the events websocket connected (the
+        standby API says ``starting`` while the new term starts)."""
         if not proc.running or proc.stopped:
             return None
         try:
