@@ -33,7 +33,8 @@ duplicate_channel_events=True, add_waits_for_playback=True, users=None)``
     ``base_url``, ``ari_url``, ``ws_url(app="acd", subscribe_all=False)``;
     ``dialplan`` (``exten`` or ``"context,exten"`` -> DialplanEntry; tuples, ``"Stasis(acd,x)"`` and
     application lists like ``"NoOp, Stasis(acd,support,10)"`` or ``"Dial(Local/101@from-customer)"``
-    accepted; see controller.sim.dialplan);
+    accepted; ``dialplan.load(text)`` runs an extensions.conf as it is (Set, GotoIf, Goto, labels,
+    Wait, Ringing, ``${VAR}``, simple ``$[...]``); see controller.sim.dialplan);
     ``stasis_entry_delay`` (settable): clock seconds from a ``/channels/create`` 200 to that channel's
     StasisStart -- its ChannelCallerId/ChannelConnectedLine, ChannelDialplan and ``STASISSTATUS=""``
     come with it, always after the 200; before it dial/answer/play/moh/continue/variable... get 409
