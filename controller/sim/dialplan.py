@@ -47,7 +47,9 @@ Step = tuple[str, str]
 _APP_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$")
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _EXPR_RE = re.compile(r"\$\[(.*?)\]")
-_TOKEN_RE = re.compile(r'\s*(?:("[^"]*")|(!=|<=|>=|=|<|>|\+|-)|([^\s"=!<>+\-]+))')
+# operands: "quoted", or words/numbers; parentheses, & | * / % ?: =~ are Asterisk operators the
+# sim does not evaluate, so they stop the tokenizer (a DialplanError, not a wrong answer)
+_TOKEN_RE = re.compile(r'\s*(?:("[^"]*")|(!=|<=|>=|=|<|>|\+|-)|([A-Za-z0-9_.]+))')
 # applications a loaded extensions.conf may use: run by the sim, or NoOps here (no media, no queues)
 RUN_APPS = {"noop", "answer", "stasis", "hangup", "dial", "set", "gotoif", "goto", "wait", "ringing"}
 INERT_APPS = {"log", "verbose", "queue", "playback", "echo"}
