@@ -160,3 +160,24 @@ async def test_a_transaction_frozen_with_the_lease_row_locked_does_not_block_the
             async with engine.connect() as admin:
                 await admin.execute(text("select pg_terminate_backend(:pid)"), {"pid": pid})
         await frozen_db.dispose(close=False)
+
+
+async def test_fence_is_asked_again_once_the_connection_is_there():
+    """A request checked before it waited for a TCP connection must be checked again right before
+    it is written: the process may have been frozen during the wait and lost the lease (seen with
+    real processes: a POST /bridges went out after SIGCONT)."""
+    from controller.ari.client import AriClient
+    from controller.sim import SimAsterisk
+
+    sim = SimAsterisk(user="acd", password="secret")
+    await sim.start("127.0.0.1", 0)
+    client = AriClient(sim.base_url, "acd", "secret", "acd")
+    answers = iter([True, False])  # held when the request starts; lost while connecting
+    client.fence = lambda: next(answers)
+    try:
+        with pytest.raises(Fenced):
+            await client.ping()
+        assert not [r for r in sim.rest_log if r.path.startswith("/asterisk")]  # nothing reached ARI
+    finally:
+        await client.close()
+        await sim.stop()
