@@ -30,9 +30,16 @@ Callers that hung up before any controller acted on them (never answered, no age
 is possible) are counted apart (``unseen``), as are callers refused by ``Stasis()`` while no
 replica held the app (``refused``); neither is a violation.
 
-Seeds are reproducible (traffic, behaviours and fault times come from ``random.Random(seed)``);
-wall-clock scheduling still varies, so a failing seed is re-run and, once understood, becomes a
-regression test. CI: ``tests/ha/test_chaos.py`` (a short set). Long run:
+What a seed reproduces, and what it does not: ``make_plan(seed, ...)`` draws everything random
+up front, before anything runs, into a ``Plan``: each call's arrival time, patience and talk time,
+each phone's behaviour for its 1st, 2nd, ... INVITE, each fault's time, kind and parameters, and
+each replica's engine seed. Nothing is drawn at a wall-clock moment, so ``--seed N`` always replays
+the same plan (``Plan.digest()``, printed in the report, proves it). What is not reproducible is
+the interleaving of asyncio tasks with wall-clock time: which replica is active when a fault
+fires, which call rings which phone (so which planned behaviour meets which call), how long a
+takeover takes. A failing seed is re-run and, once understood, becomes a regression test
+(``tests/ha/test_chaos_plan.py`` pins a plan's digest). CI: ``tests/ha/test_chaos.py`` (a short
+set). Long run:
 ``.venv/bin/python -m bench.chaos --runs 20 --calls 500`` (figures in docs/reliability.md).
 """
 
@@ -40,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import logging
 import random
@@ -47,7 +55,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import select, text
@@ -81,10 +89,12 @@ class Report:
     takeovers: list[float] = field(default_factory=list)
     invites: int = 0
     wall: float = 0.0
+    plan_digest: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
+            "plan": self.plan_digest,
             "calls": self.calls,
             "invites": self.invites,
             "faults": dict(self.faults),
@@ -109,25 +119,124 @@ def _setup(agents: int) -> AcdSetup:
     )
 
 
-def _behaviour(rng: random.Random):
-    def choose(_invite: Any):
-        r = rng.random()
-        if r < 0.6:
-            return Answer(after=rng.uniform(0.5, 4.0), hangup_after=rng.uniform(8, 40))
-        if r < 0.75:
-            return Decline(after=rng.uniform(0.5, 3.0))
-        if r < 0.9:
-            return NoAnswer()
-        return Busy(after=0.2)
+# ---------------------------------------------------------------------------------- the plan
 
-    return choose
+
+@dataclass(frozen=True)
+class CallPlan:
+    at: float  # clock s after the traffic starts
+    hangup_after: float  # patience
+    talk_time: float
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    at: float  # clock s after the traffic starts
+    kind: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def get(self, name: str) -> Any:
+        return dict(self.params)[name]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything random in a run, drawn from the seed before the run starts."""
+
+    seed: int
+    calls: tuple[CallPlan, ...]
+    phones: tuple[tuple[str, tuple[tuple[Any, ...], ...]], ...]  # (phone, behaviour per INVITE)
+    faults: tuple[FaultPlan, ...]
+    engine_seeds: tuple[int, ...]  # replica n (1, 2, ...) runs its engines with engine_seeds[n - 1]
+
+    def digest(self) -> str:
+        """A short hash of the whole plan: equal digests, same plan."""
+        blob = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def engine_seed(self, n: int) -> int:
+        return self.engine_seeds[(n - 1) % len(self.engine_seeds)]
+
+
+def _draw_behaviour(rng: random.Random) -> tuple[Any, ...]:
+    r = rng.random()
+    if r < 0.6:
+        return ("answer", rng.uniform(0.5, 4.0), rng.uniform(8, 40))
+    if r < 0.75:
+        return ("decline", rng.uniform(0.5, 3.0))
+    if r < 0.9:
+        return ("no_answer",)
+    return ("busy", 0.2)
+
+
+def _behaviour(spec: tuple[Any, ...]) -> Any:
+    kind = spec[0]
+    if kind == "answer":
+        return Answer(after=spec[1], hangup_after=spec[2])
+    if kind == "decline":
+        return Decline(after=spec[1])
+    if kind == "no_answer":
+        return NoAnswer()
+    return Busy(after=spec[1])
+
+
+def _draw_fault(rng: random.Random, at: float, kind: str) -> FaultPlan:
+    params: dict[str, Any] = {}
+    if kind == "ws_drop":
+        params = {"refuse_for": rng.uniform(0, 4)}
+    elif kind == "rest_5xx":
+        # /channels is the originate that rings an agent (the one ring request)
+        paths = [r"/channels", r"/channels/[^/]+/answer", r"/bridges/[^/]+/addChannel", r"/bridges"]
+        path = rng.choice(paths)
+        params = {
+            "path": path,
+            "status": rng.choice([500, 503]),
+            "times": rng.randint(1, 3),
+            "apply": rng.random() < 0.3,
+        }
+    elif kind == "rest_slow":
+        path = rng.choice([r"/channels", r"/channels/[^/]+/answer", r"/bridges/[^/]+/addChannel"])
+        params = {"path": path, "delay": rng.uniform(0.5, 3.0), "times": rng.randint(1, 5)}
+    elif kind == "event_delay":
+        params = {"delay": rng.uniform(0.1, 1.0), "for": rng.uniform(2, 10)}
+    elif kind == "db_down":
+        params = {"wall": rng.uniform(0.2, 2.0)}
+    elif kind == "asterisk_restart":
+        params = {"refuse_for": rng.uniform(1, 5)}
+    return FaultPlan(at, kind, tuple(sorted(params.items())))
+
+
+MAX_REPLICAS = 64  # engine seeds drawn; replica 65 reuses replica 1's (still from the plan)
+
+
+def make_plan(seed: int, calls: int, faults: tuple[str, ...] = FAULTS, agents: int = 4) -> Plan:
+    """Draw the whole run from ``seed``: same arguments, same plan, whatever happens at run time.
+
+    Each part has its own generator derived from the seed, so e.g. more calls do not shift the
+    fault schedule's draws."""
+    traffic = random.Random(f"{seed}:traffic")
+    calls_plan = tuple(
+        CallPlan(n * 2.0 + traffic.uniform(-1, 1), traffic.uniform(20, 150), traffic.uniform(5, 40))
+        for n in range(calls)
+    )
+    phones_rng = random.Random(f"{seed}:phones")
+    per_phone = max(8, calls)  # INVITEs one phone may get; past the end the last behaviour repeats
+    phones = tuple(
+        (f"a{i}", tuple(_draw_behaviour(phones_rng) for _ in range(per_phone))) for i in range(agents)
+    )
+    fault_rng = random.Random(f"{seed}:faults")
+    horizon = calls * 2.0  # clock s of traffic: one call every 2 s on average
+    times = sorted(fault_rng.uniform(5, horizon) for _ in range(max(1, calls // 15)))
+    faults_plan = tuple(_draw_fault(fault_rng, t, fault_rng.choice(faults)) for t in times) if faults else ()
+    engines = random.Random(f"{seed}:engines")
+    engine_seeds = tuple(engines.randrange(1 << 30) for _ in range(MAX_REPLICAS))
+    return Plan(seed, calls_plan, phones, faults_plan, engine_seeds)
 
 
 class Chaos:
     def __init__(self, seed: int, calls: int, faults: tuple[str, ...], agents: int, schema: str) -> None:
-        self.rng = random.Random(seed)
-        self.seeds = random.Random(seed + 1)  # controllers' engine seeds (drawn at wall-clock moments)
-        self.report = Report(seed)
+        self.plan = make_plan(seed, calls, faults, agents)  # nothing random is drawn after this
+        self.report = Report(seed, plan_digest=self.plan.digest())
         self.calls = calls
         self.fault_kinds = faults
         self.agents = agents
@@ -154,26 +263,27 @@ class Chaos:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _controller(self) -> Controller:
+    def _controller(self, seed: int) -> Controller:
         return Controller(
             self.setup,
             ari_url=self.sim.base_url,
             ari_user="acd",
             ari_password="secret",
             clock=self.clock,
-            seed=self.seeds.randrange(1 << 30),
+            seed=seed,
             backoff_initial=0.05,
             backoff_max=0.2,
         )
 
     async def _replica(self) -> Replica:
         self.names += 1
+        seed = self.plan.engine_seed(self.names)
         db = create_engine(PG_URL, schema=self.schema, pool_size=3)
         lease_db = create_engine(PG_URL, schema=self.schema, pool_size=2, max_overflow=0)
         self.engines += [db, lease_db]
         replica = Replica(
             self.settings,
-            self._controller,
+            lambda: self._controller(seed),
             db=db,
             lease_db=lease_db,
             holder=f"r{self.names}",
@@ -198,26 +308,26 @@ class Chaos:
 
     # ------------------------------------------------------------------ faults
 
-    async def _fault(self, kind: str) -> None:
-        rng, sim = self.rng, self.sim
+    async def _fault(self, fault: FaultPlan) -> None:
+        """Apply one planned fault (its parameters come from the plan, not drawn now)."""
+        kind, sim = fault.kind, self.sim
         self.report.faults[kind] += 1
         active = self.active()
         if kind == "ws_drop":
-            await sim.drop_connections("acd", refuse_for=rng.uniform(0, 4))
+            await sim.drop_connections("acd", refuse_for=fault.get("refuse_for"))
         elif kind == "rest_5xx":
-            # /channels is the originate that rings an agent (the one ring request)
-            path = rng.choice(
-                [r"/channels", r"/channels/[^/]+/answer", r"/bridges/[^/]+/addChannel", r"/bridges"]
-            )
             sim.faults.add(
-                "POST", path, status=rng.choice([500, 503]), times=rng.randint(1, 3), apply=rng.random() < 0.3
+                "POST",
+                fault.get("path"),
+                status=fault.get("status"),
+                times=fault.get("times"),
+                apply=fault.get("apply"),
             )
         elif kind == "rest_slow":
-            path = rng.choice([r"/channels", r"/channels/[^/]+/answer", r"/bridges/[^/]+/addChannel"])
-            sim.faults.add("POST", path, delay=rng.uniform(0.5, 3.0), times=rng.randint(1, 5))
+            sim.faults.add("POST", fault.get("path"), delay=fault.get("delay"), times=fault.get("times"))
         elif kind == "event_delay":
-            sim.event_delay = rng.uniform(0.1, 1.0)
-            await self.clock.sleep(rng.uniform(2, 10))
+            sim.event_delay = fault.get("delay")
+            await self.clock.sleep(fault.get("for"))
             sim.event_delay = 0.0
         elif kind == "kill" and active is not None:
             self.kills += 1
@@ -225,13 +335,13 @@ class Chaos:
         elif kind == "freeze" and active is not None:
             active.node.paused = True  # a zombie until Asterisk replaces it and it stops
         elif kind == "db_down" and active is not None:
-            await self._db_down(active, rng.uniform(0.2, 2.0))
+            await self._db_down(active, fault.get("wall"))
         elif kind == "asterisk_restart":
             for ch in list(sim.engine.channels.values()):
                 if ch.id in sim.engine.channels:
                     self.restart_cut.add(ch.id)
                     sim.engine.hangup(ch.id, None, None)
-            await sim.drop_connections(refuse_for=rng.uniform(1, 5))
+            await sim.drop_connections(refuse_for=fault.get("refuse_for"))
         await self._keep_two()
 
     async def _db_down(self, replica: Replica, wall: float) -> None:
@@ -256,27 +366,23 @@ class Chaos:
     async def run(self) -> Report:
         started = time.monotonic()
         await self.sim.start("127.0.0.1", 0)
-        behaviour = _behaviour(self.rng)
-        for i in range(self.agents):
-            self.sim.add_phone(f"a{i}", behaviour)
+        for name, specs in self.plan.phones:
+            self.sim.add_phone(name, [_behaviour(spec) for spec in specs])  # k-th INVITE: k-th spec
         await self._replica()
         async with asyncio.timeout(30):
             await self.replicas[0].node.became_active.wait()
         await self._replica()
         supervisor = asyncio.ensure_future(self._supervise())
-        horizon = self.calls * 2.0  # clock s of traffic: one call every 2 s on average
-        fault_times = sorted(self.rng.uniform(5, horizon) for _ in range(max(1, self.calls // 15)))
-        faults = [(t, self.rng.choice(self.fault_kinds)) for t in fault_times] if self.fault_kinds else []
-        injector = asyncio.ensure_future(self._inject(faults))
+        injector = asyncio.ensure_future(self._inject(self.plan.faults))
         t0 = self.clock.now()
-        for n in range(self.calls):
-            await self.clock.sleep(max(0.0, t0 + n * 2.0 + self.rng.uniform(-1, 1) - self.clock.now()))
+        for n, call in enumerate(self.plan.calls):
+            await self.clock.sleep(max(0.0, t0 + call.at - self.clock.now()))
             self.sim.place_call(
                 "101",
                 caller_number=f"9{n:05d}",
                 caller_name=f"Caller {n}",
-                hangup_after=self.rng.uniform(20, 150),
-                talk_time=self.rng.uniform(5, 40),
+                hangup_after=call.hangup_after,
+                talk_time=call.talk_time,
             )
         await injector
         self.sim.faults.clear()
@@ -300,11 +406,11 @@ class Chaos:
             await asyncio.sleep(0.2)
             await self._keep_two()
 
-    async def _inject(self, faults: list[tuple[float, str]]) -> None:
+    async def _inject(self, faults: tuple[FaultPlan, ...]) -> None:
         t0 = self.clock.now()
-        for at, kind in faults:
-            await self.clock.sleep(max(0.0, t0 + at - self.clock.now()))
-            await self._fault(kind)
+        for fault in faults:
+            await self.clock.sleep(max(0.0, t0 + fault.at - self.clock.now()))
+            await self._fault(fault)
 
     async def _settle(self) -> None:
         """Every caller finishes by themselves (patience, talk time); then nothing may be left."""
@@ -479,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _row(d: dict[str, Any]) -> str:
     return (
-        f"seed {d['seed']:>4}  calls {d['calls']:>5}  invites {d['invites']:>5}  faults {d['faults']}  "
+        f"seed {d['seed']:>4}  plan {d['plan']}  calls {d['calls']:>5}  invites {d['invites']:>5}  "
+        f"faults {d['faults']}  "
         f"violations {d['violations'] or 0}  unseen {d['unseen']}  closed {d['closed_at_takeover']}  "
         f"takeovers {d['takeovers']}  {d['wall_s']} s"
         + ("".join(f"\n    {x}" for x in d["details"]) if d["details"] else "")

@@ -436,6 +436,35 @@ def test_every_stasis_is_followed_by_a_fallback(plan: dict[str, dict[str, list[S
         assert after[0].app.lower() not in ("hangup", "wait", "noop"), f"{where}: needs a real fallback"
 
 
+def test_every_stasis_retries_failed_then_falls_back(
+    confs: dict[str, ConfFile], plan: dict[str, dict[str, list[Step]]]
+) -> None:
+    """A caller refused by Stasis() (no controller holds the websocket: takeover, restart) tries
+    again every second for longer than ACD_HA_TTL + resync, then reaches the fallback; a caller
+    the controller sent on (STASISSTATUS=SUCCESS) goes straight to the fallback."""
+    retries = confs["extensions.conf"].one("globals").get("ACD_STASIS_RETRIES")
+    assert retries is not None and retries.isdigit(), "[globals] ACD_STASIS_RETRIES = seconds"
+    assert int(retries) >= default("ha_ttl") + 2, "the retries must outlast ACD_HA_TTL + resync"
+    for stasis in [s for s in all_steps(plan) if s.app.lower() == "stasis"]:
+        steps = plan[stasis.context][stasis.exten]
+        where = f"[{stasis.context}] {stasis.exten},{stasis.priority}"
+        by_label = {s.label: s for s in steps if s.label}
+        first = steps[0] if steps[0].app.lower() == "set" else steps[1]
+        assert first.args == ("ACD_TRIES=0",) and first.priority < stasis.priority, f"{where}: reset"
+        loop = [s for s in steps if s.priority > stasis.priority]
+        apps = [s.app.lower() for s in loop]
+        assert apps[:7] == ["gotoif", "gotoif", "set", "ringing", "wait", "goto", "goto"], f"{where}: {apps}"
+        status, bound, count, _ring, wait, back, fallback = loop[:7]
+        assert status.args == ('$["${STASISSTATUS}" != "FAILED"]?fallback',), f"{where}: only FAILED retries"
+        assert bound.args == ("$[${ACD_TRIES} >= ${ACD_STASIS_RETRIES}]?fallback",), f"{where}: bounded"
+        assert count.args == ("ACD_TRIES=$[${ACD_TRIES} + 1]",), where
+        assert wait.args == ("1",), where
+        assert back.args == (stasis.label,) and by_label.get(stasis.label) is stasis, f"{where}: loops back"
+        assert fallback.label == "fallback" and fallback.args[0] == "acd-fallback", (
+            f"{where}: ends in the fallback"
+        )
+
+
 def test_dialplan_gotos_lead_somewhere(plan: dict[str, dict[str, list[Step]]]) -> None:
     for step in all_steps(plan):
         if step.app.lower() != "goto" or any("$" in a for a in step.args):

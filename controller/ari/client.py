@@ -127,8 +127,20 @@ class AriClient:
         if self._session is None or self._session.closed:
             if not self._own_session:
                 raise RuntimeError("the aiohttp session given to AriClient is closed")
-            self._session = aiohttp.ClientSession()
+            trace = aiohttp.TraceConfig()
+            trace.on_connection_create_end.append(self._fence_again)
+            trace.on_connection_reuseconn.append(self._fence_again)
+            self._session = aiohttp.ClientSession(trace_configs=[trace])
         return self._session
+
+    async def _fence_again(self, _session: Any, _ctx: Any, params: Any) -> None:
+        """Hot standby: ask the fence again once the connection is there, right before the request
+        is written. A request may wait for a TCP connection; if the process is frozen meanwhile
+        (SIGSTOP), the check made before the wait is stale when it wakes up, and without this the
+        request would go out after a takeover (tests/ha/test_processes.py saw it)."""
+        if self.fence is not None and not self.fence():
+            self.stats["fenced"] += 1
+            raise Fenced("request not sent (fenced while waiting for a connection)")
 
     @property
     def events_url(self) -> str:

@@ -26,12 +26,28 @@ from controller.api.auth import Auth
 from controller.app import Controller
 from controller.ari.client import AriClient
 from controller.config import Settings
-from controller.ha.lease import Acquired, Lease
+from controller.ha.lease import SAFETY, Acquired, Lease
 from controller.ha.node import Node, Term
 from controller.ha.standby_api import build_standby_app, ha_metrics
 from controller.store import create_engine
 
 log = logging.getLogger("controller.ha")
+
+
+def ha_engine(settings: Settings, **kwargs: Any) -> Any:
+    """An engine whose sessions PostgreSQL ends when they sit in a transaction for half the
+    lease's trusted time (``idle_in_transaction_session_timeout``).
+
+    Why: a replica frozen (SIGSTOP, paused VM) inside a transaction keeps its row locks, and
+    its TCP connection stays open, so without this the lock would be held for as long as the
+    freeze. The history writer's ``for share`` on the lease row, a renewal's update or a
+    takeover's ``for update`` would then block every other replica's takeover or renewal
+    indefinitely (found by tests/ha/test_processes.py: a SIGSTOP during a history write blocked
+    the standby). A normal transaction is idle for microseconds between its statements."""
+    timeout_ms = max(50, int(settings.ha_ttl * SAFETY / 2 * 1000))
+    connect_args = {"server_settings": {"idle_in_transaction_session_timeout": str(timeout_ms)}}
+    return create_engine(settings.database_url, connect_args=connect_args, **kwargs)
+
 
 __all__ = ["Replica"]
 
@@ -61,7 +77,7 @@ class Replica:
         self.db = db
         self._own_lease_db = lease_db is None
         # its own small pool: a renewal never waits behind the history writer's connections
-        self.lease_db = lease_db or create_engine(settings.database_url, pool_size=2, max_overflow=0)
+        self.lease_db = lease_db or ha_engine(settings, pool_size=2, max_overflow=0)
         self.agent_tokens = agent_tokens
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.http = http
@@ -83,6 +99,7 @@ class Replica:
         self._probe: AriClient | None = None
         self._standby_runner: web.AppRunner | None = None
         self._task: asyncio.Task[str] | None = None
+        self._term_db: Any = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -185,8 +202,11 @@ class Replica:
         controller.client.fence = self.lease.held
         if acquired.token > 1:
             controller.engine.offer_prefix = f"t{acquired.token}."
+        db = self.db
+        if db is None:  # this term's own pool, disposed with the term
+            db = self._term_db = ha_engine(self.settings)
         services = Services(
-            controller, self.settings, agent_tokens=self.agent_tokens, db=self.db, **self.services_options
+            controller, self.settings, agent_tokens=self.agent_tokens, db=db, **self.services_options
         )
         self.controller, self.services = controller, services
         await services.attach()  # agent states from the store, before the first ARI event
@@ -224,3 +244,6 @@ class Replica:
             await controller.stop()
         if services is not None:
             await services.close()
+        term_db, self._term_db = self._term_db, None
+        if term_db is not None:
+            await term_db.dispose()

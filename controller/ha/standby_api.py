@@ -2,7 +2,8 @@
 
 A standby has no engine state (it has not heard a single ARI event), so it answers nothing from
 memory. ``/healthz`` answers 200 (a standby is healthy: it is ready to take over) with
-``role: standby`` and the active replica's address; ``/metrics`` (admin token) says ``acd_active 0``;
+``role: standby`` (``starting`` once it won the lease, until the active API replaces this one) and
+the active replica's address; ``/metrics`` (admin token) says ``acd_active 0``;
 every other path answers **503** ``{"error": "standby", "active": "<address>"}`` with headers
 ``Retry-After: 1`` and ``X-ACD-Active: <address>`` so a client or a load balancer can go to the
 active replica (a redirect would make clients drop the Authorization header across hosts).
@@ -60,7 +61,10 @@ def build_standby_app(node: Any, auth: Auth, status: Status) -> web.Application:
 
     async def healthz(_request: web.Request) -> web.Response:
         info = await status()
-        return web.json_response({"status": "ok", "role": node.role, "ha": info})
+        # the node is already "active" while its term starts (restore, websocket, resync) and this
+        # API still answers: say "starting", so nobody sends clients here before the active API is up
+        role = "starting" if node.role == "active" else node.role
+        return web.json_response({"status": "ok", "role": role, "ha": info})
 
     async def metrics(request: web.Request) -> web.Response:
         try:

@@ -28,12 +28,13 @@ Main API (all delays and timeouts are clock seconds, i.e. scaled by ``Clock.spee
 ``SimAsterisk(*, clock=None, seed=0, user="asterisk", password="asterisk", asterisk_id=..., epoch=None,
 sip_host="127.0.0.1", dialplan=None, sound_durations=None, default_sound_duration=1.0,
 event_log_size=20_000, record_limit=None, stasis_entry_delay=0.0, event_delay=0.0,
-duplicate_channel_events=True, add_waits_for_playback=True)``
+duplicate_channel_events=True, add_waits_for_playback=True, users=None)``
     ``await start(host="127.0.0.1", port=0) -> str``, ``await stop()``, ``async with SimAsterisk(...)``,
     ``base_url``, ``ari_url``, ``ws_url(app="acd", subscribe_all=False)``;
     ``dialplan`` (``exten`` or ``"context,exten"`` -> DialplanEntry; tuples, ``"Stasis(acd,x)"`` and
     application lists like ``"NoOp, Stasis(acd,support,10)"`` or ``"Dial(Local/101@from-customer)"``
-    accepted; see controller.sim.dialplan);
+    accepted; ``dialplan.load(text)`` runs an extensions.conf as it is (Set, GotoIf, Goto, labels,
+    Wait, Ringing, ``${VAR}``, simple ``$[...]``); see controller.sim.dialplan);
     ``stasis_entry_delay`` (settable): clock seconds from a ``/channels/create`` 200 to that channel's
     StasisStart -- its ChannelCallerId/ChannelConnectedLine, ChannelDialplan and ``STASISSTATUS=""``
     come with it, always after the 200; before it dial/answer/play/moh/continue/variable... get 409
@@ -47,7 +48,9 @@ duplicate_channel_events=True, add_waits_for_playback=True)``
     a channel and to its endpoint gets the channel's events twice;
     ``faults`` (controller.sim.faults: ``add(method, path_regex, *, status=None, body=None, delay=0.0,
     times=1, apply=False) -> Fault``, ``remove``, ``clear``, ``active``), ``refuse_websockets(seconds=None,
-    status=503) -> Fault``; ``rest_log`` (RestRecord: method, path, status, t, events_before);
+    status=503) -> Fault``; ``rest_log`` (RestRecord: method, path, status, t, events_before, user);
+    ``users``: more ARI users (``{user: password}``, as several ``ari.conf`` users) whose REST
+    requests (``RestRecord.user``) and events websockets (``ws_log``: (t, user, apps)) are told apart;
     ``add_phone(name, behaviour=Answer(), *, registered=True, display_name=None, number=None,
     context="from-agents", honor_auto_answer=False) -> Phone``; ``phones``;
     ``place_call(exten="101", caller_number="5551234", caller_name="Maria", *, headers=None,

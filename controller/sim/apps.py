@@ -157,11 +157,15 @@ class EventRecord:
 
 
 class RestRecord:
-    """One REST answer the sim gave: ``events_before`` = events produced before it (``AppRegistry.count``)."""
+    """One REST answer the sim gave: ``events_before`` = events produced before it (``AppRegistry.count``);
+    ``user``: the ARI user that authenticated the request (tells replicas with their own users apart)."""
 
-    __slots__ = ("method", "path", "status", "t", "events_before")
+    __slots__ = ("method", "path", "status", "t", "events_before", "user")
 
-    def __init__(self, method: str, path: str, status: int, t: float, events_before: int) -> None:
+    def __init__(
+        self, method: str, path: str, status: int, t: float, events_before: int, user: str = ""
+    ) -> None:
+        self.user = user
         self.method = method
         self.path = path
         self.status = status
@@ -169,7 +173,8 @@ class RestRecord:
         self.events_before = events_before
 
     def __repr__(self) -> str:
-        return f"<RestRecord {self.method} {self.path} {self.status} after {self.events_before} events>"
+        where = f"{self.user} {self.method} {self.path} {self.status}"
+        return f"<RestRecord {where} after {self.events_before} events>"
 
 
 class AppRegistry:

@@ -29,6 +29,8 @@ Params = dict[str, list[str]]
 _JSON = "application/json"
 _NO_CONTENT = 204
 
+ARI_USER = web.RequestKey("ari_user", str)  # who authenticated the request (RestRecord.user)
+
 
 def _json(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type=_JSON)
@@ -154,12 +156,14 @@ class AriHttp:
     # ----------------------------------------------------------------------------------------------
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not self._authorized(request):
+        user = self._user(request)
+        if user is None:
             return _obj(
                 {"message": "Authentication required"},
                 401,
                 {"WWW-Authenticate": 'Basic realm="Asterisk REST Interface"'},
             )
+        request[ARI_USER] = user
         sim = self.sim
         path = request.path[4:] if request.path.startswith("/ari/") else request.path
         fault = sim.faults.take(request.method, path)
@@ -194,23 +198,34 @@ class AriHttp:
     def _record(self, request: web.Request, path: str, resp: web.StreamResponse) -> web.StreamResponse:
         """Log the answer with the number of events produced before it (trace order checks)."""
         self.sim.rest_log.append(
-            RestRecord(request.method, path, resp.status, self.sim.clock.now(), self.apps.count)
+            RestRecord(
+                request.method,
+                path,
+                resp.status,
+                self.sim.clock.now(),
+                self.apps.count,
+                request.get(ARI_USER, ""),
+            )
         )
         return resp
 
-    def _authorized(self, request: web.Request) -> bool:
-        sim = self.sim
+    def _user(self, request: web.Request) -> str | None:
+        """The ARI user whose credentials the request carries (api_key or basic auth), else None."""
         api_key = request.query.get("api_key")
         if api_key is not None:
-            return api_key == f"{sim.user}:{sim.password}"
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Basic "):
-            return False
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        return decoded == f"{sim.user}:{sim.password}"
+            decoded = api_key
+        else:
+            header = request.headers.get("Authorization", "")
+            if not header.startswith("Basic "):
+                return None
+            try:
+                decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+        user, sep, password = decoded.partition(":")
+        if not sep or self.sim.users.get(user) != password:
+            return None
+        return user
 
     async def _params(self, request: web.Request) -> tuple[Params, dict[str, Any] | None]:
         params: Params = {}
@@ -257,6 +272,7 @@ class AriHttp:
         if not ws.can_prepare(request).ok:
             raise AriError(400, "Expected a websocket upgrade")
         await ws.prepare(request)
+        self.sim.ws_log.append((self.sim.clock.now(), request.get(ARI_USER, ""), tuple(names)))
         conn = WsConn(ws, request.transport, names, _bool(params, "subscribeAll"))  # type: ignore[arg-type]
         self.connections.add(conn)
         ts = self.sim.ts.fmt()

@@ -54,11 +54,16 @@ class SimAsterisk:
         event_delay: float = 0.0,
         duplicate_channel_events: bool = True,
         add_waits_for_playback: bool = True,
+        users: dict[str, str] | None = None,
     ) -> None:
         self.clock = clock or Clock()
         self.seed = seed
         self.user = user
         self.password = password
+        # every ARI user (ari.conf may have several): user -> password; REST records and
+        # websockets say which one authenticated (``RestRecord.user``, ``ws_log``)
+        self.users = {user: password} | dict(users or {})
+        self.ws_log: deque[tuple[float, str, tuple[str, ...]]] = deque(maxlen=event_log_size)
         self.asterisk_id = asterisk_id
         self.sip_host = sip_host
         self.ids = Ids(seed)

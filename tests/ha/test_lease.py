@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from controller.acd import commands as cmd
 from controller.ari.errors import Fenced
+from controller.config import load_settings
 from controller.ha.lease import Lease
+from controller.ha.replica import ha_engine
 from controller.store.engine import writing
 from controller.store.history import CallRow
 from controller.store.writer import HistoryWriter
+from tests.dbkit import PG_URL
+from tests.timing import until
 
 
 class FrozenClock:
@@ -122,3 +127,57 @@ async def test_a_fenced_writer_writes_nothing(pg):
     async with pg.connect() as conn:
         assert (await conn.execute(select(CallRow.id))).all() == []
     writer._task.cancel()
+
+
+async def test_a_transaction_frozen_with_the_lease_row_locked_does_not_block_the_takeover(pg_db):
+    """A replica stopped (SIGSTOP) inside a write transaction keeps its ``for share`` lock on the
+    lease row; PostgreSQL must end that session (``idle_in_transaction_session_timeout``, set by
+    ``ha_engine``) or the standby's ``for update`` waits for as long as the freeze."""
+    engine, _url, schema = pg_db
+    settings = load_settings(env_file=None, ha=True, ha_ttl=1.0, ha_renew=0.2, database_url=PG_URL)
+    frozen_db = ha_engine(settings, schema=schema, pool_size=1)
+    pid = None
+    try:
+        a = Lease(frozen_db, "acd", "a", ttl=1.0)
+        assert await a.try_acquire() is not None
+        conn = await frozen_db.connect()
+        await conn.begin()
+        pid = (await conn.execute(text("select pg_backend_pid()"))).scalar()
+        await a.check(conn)  # the writer's first statement; then the process is frozen
+        b = Lease(engine, "acd", "b", ttl=1.0)
+
+        async def took() -> bool:
+            try:
+                return await b.try_acquire() is not None
+            except TimeoutError:  # still blocked behind the frozen lock
+                return False
+
+        await until(took, timeout=10, what="the standby takes the lease")
+        with contextlib.suppress(Exception):
+            await conn.close()
+    finally:
+        if pid is not None:  # a failed run: end the "frozen" session, or dropping the schema waits
+            async with engine.connect() as admin:
+                await admin.execute(text("select pg_terminate_backend(:pid)"), {"pid": pid})
+        await frozen_db.dispose(close=False)
+
+
+async def test_fence_is_asked_again_once_the_connection_is_there():
+    """A request checked before it waited for a TCP connection must be checked again right before
+    it is written: the process may have been frozen during the wait and lost the lease (seen with
+    real processes: a POST /bridges went out after SIGCONT)."""
+    from controller.ari.client import AriClient
+    from controller.sim import SimAsterisk
+
+    sim = SimAsterisk(user="acd", password="secret")
+    await sim.start("127.0.0.1", 0)
+    client = AriClient(sim.base_url, "acd", "secret", "acd")
+    answers = iter([True, False])  # held when the request starts; lost while connecting
+    client.fence = lambda: next(answers)
+    try:
+        with pytest.raises(Fenced):
+            await client.ping()
+        assert not [r for r in sim.rest_log if r.path.startswith("/asterisk")]  # nothing reached ARI
+    finally:
+        await client.close()
+        await sim.stop()

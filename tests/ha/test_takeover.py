@@ -183,3 +183,25 @@ async def test_a_term_whose_websocket_never_connects_gives_the_lease_up(cluster_
     assert a.ended.result() == "ari" and a.node.stats["takeovers"] == 1
     info = await a.lease.current()
     assert info is not None and not info.live  # released: the next replica need not wait
+
+
+async def test_standby_api_says_starting_once_the_lease_is_won():
+    """The node is "active" while its term starts and the standby API still answers: /healthz must
+    not send clients there yet (found by tests/ha/test_processes.py)."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from controller.api.auth import Auth
+    from controller.ha.standby_api import build_standby_app
+
+    node = SimpleNamespace(role="standby", stats=Counter(), takeover_seconds=[], lease=None)
+
+    async def status():
+        return {"active": None}
+
+    async with TestClient(TestServer(build_standby_app(node, Auth("x" * 16, {}), status))) as client:
+        assert (await (await client.get("/healthz")).json())["role"] == "standby"
+        node.role = "active"
+        assert (await (await client.get("/healthz")).json())["role"] == "starting"

@@ -83,3 +83,49 @@ async def test_refused_stasis_falls_through_to_hangup(sim: SimAsterisk) -> None:
     caller = sim.place_call("200")
     assert caller.outcome == "refused" and caller.sip_final == 603
     assert caller.fallback == ("from-customer", "200", 3)
+
+
+def test_expressions_are_evaluated_as_asterisk_does_or_refused() -> None:
+    """``$[...]`` after substitution: one operator; numbers compare as numbers, the rest as text.
+    What the sim would not evaluate exactly is a DialplanError, never a silent guess."""
+    from controller.sim.dialplan import DialplanError, evaluate
+
+    assert evaluate('"FAILED" != "FAILED"') == "0"
+    assert evaluate('"" != "FAILED"') == "1"
+    assert evaluate("10 >= 9") == "1" and evaluate("9 >= 10") == "0"  # numbers, not text
+    assert evaluate("3 + 1") == "4" and evaluate("abc = abc") == "1"
+    for bad in ("1 + 2 + 3", "a & b", "(1)", "1 +", 'x + "y"', ""):
+        with pytest.raises(DialplanError):
+            evaluate(bad)
+
+
+def test_loading_extensions_conf_is_strict() -> None:
+    from controller.sim.dialplan import DialplanError
+
+    plan = Dialplan()
+    plan.load(
+        "[globals]\nN = 3\n[ctx]\nexten => 1,1,Set(T=0)\n same => n(top),Wait(1) ; comment\n"
+        " same => n,Goto(top)\n[other]\ninclude => ctx\n"
+    )
+    assert plan.globals == {"N": "3"}
+    entry = plan["ctx,1"]
+    assert entry.steps[1] == ("Wait", "1") and entry.label("top") == 2 and entry.label("3") == 3
+    assert plan.find("other", "1") is entry
+    with pytest.raises(DialplanError):
+        entry.label("nowhere")
+    for bad in (
+        "[c]\nexten => 1,1,Frobnicate(x)\n",  # an application the sim does not know
+        "[c]\nexten => 1,1,GotoIf($[a & b]?x)\n",  # an operator it does not evaluate
+        "[c]\nexten => 1,2,NoOp()\n",  # priorities out of order
+        "[c]\nswitch => Realtime\n",  # anything but exten/same/include
+    ):
+        with pytest.raises(DialplanError):
+            Dialplan().load(bad)
+
+
+async def test_goto_without_a_pause_is_an_error_not_a_hang(sim: SimAsterisk) -> None:
+    from controller.sim.dialplan import DialplanError
+
+    sim.dialplan.load("[from-customer]\nexten => 777,1(top),NoOp()\n same => n,Goto(top)\n")
+    with pytest.raises(DialplanError):
+        sim.place_call("777")
