@@ -1,15 +1,17 @@
 """Chaos suite: randomized traffic and faults on the simulator, two hot-standby replicas, invariants.
 
 One run (``run(seed, calls, faults)``): a simulated Asterisk with agents whose phones answer,
-decline, ring out or are busy at random; callers with random patience and talk time; two replicas
-(``controller.ha``) on one PostgreSQL schema. While the calls come in, faults are injected at random
-moments (``FAULTS``): the events websocket dropped, REST requests failing (5xx) or slow, events
-delayed, the active killed (``kill -9``) or frozen (its renewals stop, as under SIGSTOP) with a
-fresh replica started in its place as a supervisor would, the database unreachable from the active
-for a while, Asterisk restarted (every channel gone). Then every fault is lifted, every caller is
-left to finish, the replicas stop, and the invariants are checked on independent evidence only:
-the simulator's records (what each caller and phone experienced, what is left in it) and the
-store's rows, never the engines' own state.
+decline, ring out or are busy at random; callers with random patience and talk time, dialling 101
+through the shipped ``asterisk-config/extensions.conf`` (its ``Stasis()`` retry loop, then
+``[acd-fallback]``; ``ACD_STASIS_RETRIES`` raised to ``STASIS_RETRIES`` clock s for this 20x clock);
+two replicas (``controller.ha``) on one PostgreSQL schema. While the calls come in, faults are
+injected at random moments (``FAULTS``): the events websocket dropped, REST requests failing (5xx)
+or slow, events delayed, the active killed (``kill -9``) or frozen (its renewals stop, as under
+SIGSTOP) with a fresh replica started in its place as a supervisor would, the database unreachable
+from the active for a while, Asterisk restarted (every channel gone). Then every fault is lifted,
+every caller is left to finish, the replicas stop, and the invariants are checked on independent
+evidence only: the simulator's records (what each caller and phone experienced, what is left in it)
+and the store's rows, never the engines' own state.
 
 Invariants (``Report.violations``):
 - ``caller_lost``: a caller ended by Asterisk without having talked to an agent and not by a
@@ -24,11 +26,17 @@ Invariants (``Report.violations``):
   closed by the next active: ``interrupted``/``accepted``, detail ``takeover``);
 - ``call_rows``: a caller that was answered or had an agent rung without exactly one call row;
 - ``call_open``: a call row without an end (outcome) at the end;
-- ``metrics``: the last active's ``acd_offers_total`` differs from the offer rows of its term.
+- ``metrics``: the last active's ``acd_offers_total`` differs from the offer rows of its term;
+- ``fallback_while_served``: a caller reached the dialplan's fallback although its retry window
+  was not a whole ``STASIS_RETRIES`` s without any controller holding the app's websocket (the
+  sim's record of it).
 
 Callers that hung up before any controller acted on them (never answered, no agent rung: no row
-is possible) are counted apart (``unseen``), as are callers refused by ``Stasis()`` while no
-replica held the app (``refused``); neither is a violation.
+is possible) are counted apart (``unseen``), as are callers whose ``Stasis()`` failed at least
+once and who were then taken by the app (``retried_in``), callers sent to the fallback after a
+whole window without controller (``fallback``: the sim answers them, its ``Queue()`` and
+``Playback()`` are no-ops, and hangs up: not ``caller_lost``, no row expected) and callers refused
+by a ``Stasis()`` with nothing after it (``refused``: none with the shipped dialplan).
 
 What a seed reproduces, and what it does not: ``make_plan(seed, ...)`` draws everything random
 up front, before anything runs, into a ``Plan``: each call's arrival time, patience and talk time,
