@@ -1,15 +1,17 @@
 """Chaos suite: randomized traffic and faults on the simulator, two hot-standby replicas, invariants.
 
 One run (``run(seed, calls, faults)``): a simulated Asterisk with agents whose phones answer,
-decline, ring out or are busy at random; callers with random patience and talk time; two replicas
-(``controller.ha``) on one PostgreSQL schema. While the calls come in, faults are injected at random
-moments (``FAULTS``): the events websocket dropped, REST requests failing (5xx) or slow, events
-delayed, the active killed (``kill -9``) or frozen (its renewals stop, as under SIGSTOP) with a
-fresh replica started in its place as a supervisor would, the database unreachable from the active
-for a while, Asterisk restarted (every channel gone). Then every fault is lifted, every caller is
-left to finish, the replicas stop, and the invariants are checked on independent evidence only:
-the simulator's records (what each caller and phone experienced, what is left in it) and the
-store's rows, never the engines' own state.
+decline, ring out or are busy at random; callers with random patience and talk time, dialling 101
+through the shipped ``asterisk-config/extensions.conf`` (its ``Stasis()`` retry loop, then
+``[acd-fallback]``; ``ACD_STASIS_RETRIES`` raised to ``STASIS_RETRIES`` clock s for this 20x clock);
+two replicas (``controller.ha``) on one PostgreSQL schema. While the calls come in, faults are
+injected at random moments (``FAULTS``): the events websocket dropped, REST requests failing (5xx)
+or slow, events delayed, the active killed (``kill -9``) or frozen (its renewals stop, as under
+SIGSTOP) with a fresh replica started in its place as a supervisor would, the database unreachable
+from the active for a while, Asterisk restarted (every channel gone). Then every fault is lifted,
+every caller is left to finish, the replicas stop, and the invariants are checked on independent
+evidence only: the simulator's records (what each caller and phone experienced, what is left in it)
+and the store's rows, never the engines' own state.
 
 Invariants (``Report.violations``):
 - ``caller_lost``: a caller ended by Asterisk without having talked to an agent and not by a
@@ -24,11 +26,17 @@ Invariants (``Report.violations``):
   closed by the next active: ``interrupted``/``accepted``, detail ``takeover``);
 - ``call_rows``: a caller that was answered or had an agent rung without exactly one call row;
 - ``call_open``: a call row without an end (outcome) at the end;
-- ``metrics``: the last active's ``acd_offers_total`` differs from the offer rows of its term.
+- ``metrics``: the last active's ``acd_offers_total`` differs from the offer rows of its term;
+- ``fallback_while_served``: a caller reached the dialplan's fallback although its retry window
+  was not a whole ``STASIS_RETRIES`` s without any controller holding the app's websocket (the
+  sim's record of it).
 
 Callers that hung up before any controller acted on them (never answered, no agent rung: no row
-is possible) are counted apart (``unseen``), as are callers refused by ``Stasis()`` while no
-replica held the app (``refused``); neither is a violation.
+is possible) are counted apart (``unseen``), as are callers whose ``Stasis()`` failed at least
+once and who were then taken by the app (``retried_in``), callers sent to the fallback after a
+whole window without controller (``fallback``: the sim answers them, its ``Queue()`` and
+``Playback()`` are no-ops, and hangs up: not ``caller_lost``, no row expected) and callers refused
+by a ``Stasis()`` with nothing after it (``refused``: none with the shipped dialplan).
 
 What a seed reproduces, and what it does not: ``make_plan(seed, ...)`` draws everything random
 up front, before anything runs, into a ``Plan``: each call's arrival time, patience and talk time,
@@ -54,8 +62,9 @@ import random
 import statistics
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, text
@@ -74,6 +83,14 @@ PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 SPEED = 20.0  # clock seconds per wall second
 FAULTS = ("ws_drop", "rest_5xx", "rest_slow", "event_delay", "kill", "freeze", "db_down", "asterisk_restart")
 ADMIN = "chaos-admin-token"
+EXTENSIONS = Path(__file__).resolve().parents[1] / "asterisk-config" / "extensions.conf"
+CUSTOMER_EXTEN = "101"  # [from-customers] 101 -> Stasis(acd,support): _setup's queue "support"
+# ACD_STASIS_RETRIES for the run, in clock s (one try a second). A takeover here is ACD_HA_TTL
+# 1 wall s = 20 clock s (SPEED) + the resync: measured p50 1.1 / p99 1.64 wall s = 22 / 33 clock s;
+# websocket refusals last at most 5 clock s. 60 covers the slowest takeover measured with ~80 %
+# margin (a loaded machine stretches wall time), so a fallback means an outage longer than that.
+# The shipped 10 fits the default TTL of 5 real s, not this 20x clock.
+STASIS_RETRIES = 60
 
 
 @dataclass
@@ -90,6 +107,8 @@ class Report:
     invites: int = 0
     wall: float = 0.0
     plan_digest: str = ""
+    retried_in: int = 0  # callers refused by Stasis() at least once, then taken by the app
+    fallback: int = 0  # callers who reached [acd-fallback] (the retry window ran out)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +120,9 @@ class Report:
             "outcomes": dict(self.outcomes),
             "violations": dict(self.violations),
             "unseen": self.unseen,
+            "refused": self.outcomes.get("refused", 0),
+            "retried_in": self.retried_in,
+            "fallback": self.fallback,
             "closed_at_takeover": dict(self.closed),
             "takeovers": [round(t, 3) for t in self.takeovers],
             "wall_s": round(self.wall, 1),
@@ -251,6 +273,7 @@ class Chaos:
             add_waits_for_playback=True,
         )
         self.setup = _setup(agents)
+        self._load_dialplan()
         self.settings = load_settings(
             env_file=None, database_url=PG_URL, ha=True, ha_ttl=1.0, ha_renew=0.2, admin_token=ADMIN
         )
@@ -262,6 +285,24 @@ class Chaos:
         self.names = 0
 
     # ------------------------------------------------------------------ plumbing
+
+    def _load_dialplan(self) -> None:
+        """Callers run the shipped extensions.conf (retry loop, then [acd-fallback]), not the sim's
+        plain Stasis()-then-hangup: the suite then shows whether the retry loop closes the takeover
+        window."""
+        dialplan = self.sim.dialplan
+        dialplan.load(EXTENSIONS.read_text(encoding="utf-8"))
+        # the sim's customers arrive in "from-customer"; the shipped context is "from-customers"
+        dialplan[CUSTOMER_EXTEN] = dialplan[f"from-customers,{CUSTOMER_EXTEN}"]
+        dialplan.globals["ACD_STASIS_RETRIES"] = str(STASIS_RETRIES)  # the shipped file unchanged
+        entry = dialplan[CUSTOMER_EXTEN]
+        stasis = dict(entry.program())["Stasis"].split(",")
+        if stasis[0] != "acd" or stasis[1] not in self.setup.queues:
+            raise ValueError(f"extensions.conf {CUSTOMER_EXTEN}: Stasis({','.join(stasis)}): no such queue")
+        self.stasis_priority = entry.label("stasis")
+        self.wait_priority = next(i for i, (app, _) in enumerate(entry.program(), 1) if app == "Wait")
+        # every retry logs ~6 priorities: the sim's bounded log would drop the early callers
+        self.sim.engine.dialplan_log = deque(self.sim.engine.dialplan_log)
 
     def _controller(self, seed: int) -> Controller:
         return Controller(
@@ -432,17 +473,71 @@ class Chaos:
         self.report.violations[kind] += 1
         self.report.details.append(f"{kind}: {detail}")
 
+    def _dialplan_paths(self) -> dict[str, tuple[list[float], int, float | None]]:
+        """Per channel, from the sim's dialplan log: its Stasis() tries of the customer extension,
+        its retries (Wait()s of the loop) and when it reached [acd-fallback] (None: never)."""
+        paths: dict[str, tuple[list[float], int, float | None]] = {}
+        for t, ch, ctx, exten, prio in self.sim.engine.dialplan_log:
+            tries, retries, fell = paths.get(ch, ([], 0, None))
+            if ctx == "acd-fallback":
+                fell = t if fell is None else fell
+            elif exten == CUSTOMER_EXTEN and prio == self.stasis_priority:
+                tries.append(t)
+            elif exten == CUSTOMER_EXTEN and prio == self.wait_priority:
+                retries += 1
+            paths[ch] = (tries, retries, fell)
+        return paths
+
+    def _served_during(self, start: float, end: float) -> bool:
+        """Did a controller hold the app's websocket at any moment of (start, end)? The sim's
+        record of websocket changes, not the replicas' roles."""
+        on: float | None = None
+        for t, name, active in [*self.sim.apps.activity, (float("inf"), "acd", False)]:
+            if name != "acd":
+                continue
+            if active and on is None:
+                on = t
+            elif not active and on is not None:
+                if min(t, end) > max(on, start):
+                    return True
+                on = None
+        return False
+
+    def _check_fallback(self, caller: Any, tries: list[float], fell: float) -> None:
+        """A caller sent to the fallback is excused only after a whole retry window without a
+        controller: ACD_STASIS_RETRIES s of tries, none of them with the app served."""
+        self.report.fallback += 1
+        first = tries[0] if tries else fell
+        waited = fell - first
+        if waited < STASIS_RETRIES - 1e-6 or self._served_during(first, fell):
+            self._violate(
+                "fallback_while_served",
+                f"{caller.channel_id}: fallback after {waited:.1f} s, {len(tries)} tries from {first:.1f}",
+            )
+
     async def _check(self) -> None:
         rep, sim = self.report, self.sim
         rep.calls = len(sim.calls)
+        paths = self._dialplan_paths()
+        fallback_only: set[str] = set()  # never in Stasis: the controller could not act on them
         for caller in sim.calls:
             rep.outcomes[caller.outcome] += 1
+            tries, retries, fell = paths.get(caller.channel_id, ([], 0, None))
+            entered = caller._channel is not None and caller._channel.stasis_entered
+            if retries and entered:
+                rep.retried_in += 1
+            if fell is not None:
+                self._check_fallback(caller, tries, fell)
+                if not entered:
+                    fallback_only.add(caller.channel_id)
             if not caller.ended:
                 self._violate("caller_stuck", caller.channel_id)
             elif caller.channel_id in self.restart_cut or caller.sip_channel_id in self.restart_cut:
                 rep.outcomes["cut_by_restart"] += 1
             elif caller.outcome == "refused":
-                pass  # Stasis() while no replica held the app: the dialplan's fallback (counted)
+                pass  # refused by Stasis() with nothing after it (not with the shipped dialplan)
+            elif fell is not None:
+                pass  # the sim's fallback (Queue() and Playback() are no-ops there) then hangs up
             elif caller.ended_by == "asterisk" and not caller.media:
                 self._violate("caller_lost", f"{caller.channel_id} {caller.outcome}")
             for seg in caller.media:
@@ -505,8 +600,8 @@ class Chaos:
                 rep.closed[f"call:{c.outcome}"] += 1
         rung_channels = {channel_of(cid) for cid in rung_calls}
         for caller in sim.calls:
-            if not caller.channel_id or caller.outcome == "refused":
-                continue
+            if not caller.channel_id or caller.outcome == "refused" or caller.channel_id in fallback_only:
+                continue  # answered by the fallback's Answer(), not by a controller: no row
             mine = rows_of.get(caller.channel_id, [])
             acted = caller.answered_at is not None or caller.channel_id in rung_channels
             if not acted:
@@ -575,6 +670,8 @@ def main(argv: list[str] | None = None) -> int:
         f"runs {len(reports)}  calls {calls}  invites {invites}  faults {injected}  "
         f"violations {sum(total.values())} {dict(total)}  "
         f"unseen {sum(r.unseen for r in reports)}  "
+        f"refused {sum(r.outcomes.get('refused', 0) for r in reports)}  "
+        f"retried_in {sum(r.retried_in for r in reports)}  fallback {sum(r.fallback for r in reports)}  "
         f"closed_at_takeover {dict(sum((r.closed for r in reports), Counter()))}"
     )
     if takeovers:
@@ -587,7 +684,8 @@ def _row(d: dict[str, Any]) -> str:
     return (
         f"seed {d['seed']:>4}  plan {d['plan']}  calls {d['calls']:>5}  invites {d['invites']:>5}  "
         f"faults {d['faults']}  "
-        f"violations {d['violations'] or 0}  unseen {d['unseen']}  closed {d['closed_at_takeover']}  "
+        f"violations {d['violations'] or 0}  unseen {d['unseen']}  refused {d['refused']}  "
+        f"retried_in {d['retried_in']}  fallback {d['fallback']}  closed {d['closed_at_takeover']}  "
         f"takeovers {d['takeovers']}  {d['wall_s']} s"
         + ("".join(f"\n    {x}" for x in d["details"]) if d["details"] else "")
     )

@@ -196,6 +196,8 @@ class AppRegistry:
         self.event_delay = 0.0
         self.schedule: Callable[[float, Callable[[], None]], Any] | None = None
         self._delayed: deque[tuple[float, WsConn, str]] = deque()
+        # (clock time, app, has a websocket) at each change: when Stasis() could take a caller
+        self.activity: list[tuple[float, str, bool]] = []
 
     def get(self, name: str) -> App | None:
         return self.apps.get(name)
@@ -248,6 +250,8 @@ class AppRegistry:
             self._send(old, msg, self._now())
             self._append(EventRecord(name, "ApplicationReplaced", msg, True, self._now()))
         app.conn = conn
+        if old is None:
+            self.activity.append((self._now(), name, True))
         self._set_subscribe_all(app, conn.subscribe_all)
         return app
 
@@ -256,6 +260,7 @@ class AppRegistry:
             app = self.apps.get(name)
             if app is not None and app.conn is conn:
                 app.conn = None
+                self.activity.append((self._now(), name, False))
                 self._set_subscribe_all(app, False)
                 self.cleanup(app)
 

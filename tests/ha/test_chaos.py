@@ -26,3 +26,39 @@ async def test_chaos_takeover_seed_really_took_over():
     report = await chaos.run(7, calls=30, faults=("kill", "freeze"))
     assert report.takeovers, report.as_dict()
     assert not report.violations, report.as_dict()
+
+
+async def test_callers_arriving_during_a_takeover_are_retried_into_the_new_active():
+    """kill -9 of the active: for the takeover no replica holds the app, Stasis() fails; the
+    shipped dialplan retries and the new active takes those callers: none refused, no fallback."""
+    require_pg(await pg_reachable())
+    report = await chaos.run(7, calls=30, faults=("kill",))
+    assert report.takeovers, report.as_dict()
+    assert report.retried_in > 0 and not report.outcomes["refused"], report.as_dict()
+    assert report.fallback == 0 and not report.violations, report.as_dict()
+
+
+async def test_fallback_after_a_whole_window_without_controller_is_no_violation(monkeypatch):
+    """A retry window shorter than a takeover: callers reach the fallback, which the simulator
+    answers and hangs up (its Queue() is a no-op); that is neither caller_lost nor call_rows."""
+    require_pg(await pg_reachable())
+    monkeypatch.setattr(chaos, "STASIS_RETRIES", 3)
+    report = await chaos.run(7, calls=30, faults=("kill",))
+    assert report.fallback > 0, report.as_dict()
+    assert not report.violations, report.as_dict()
+
+
+async def test_fallback_before_the_window_is_over_is_a_violation(monkeypatch):
+    """The dialplan gives up after 3 s while the suite expects STASIS_RETRIES s: every such
+    fallback is one the retry loop should have prevented."""
+    require_pg(await pg_reachable())
+    load = chaos.Chaos._load_dialplan
+
+    def short_window(self):
+        load(self)
+        self.sim.dialplan.globals["ACD_STASIS_RETRIES"] = "3"
+
+    monkeypatch.setattr(chaos.Chaos, "_load_dialplan", short_window)
+    report = await chaos.run(7, calls=30, faults=("kill",))
+    assert report.fallback > 0, report.as_dict()
+    assert report.violations["fallback_while_served"] == report.fallback, report.as_dict()
