@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from controller.acd import events as ev
 from controller.acd.engine import OfferState
 from controller.ari import models as ari
+from controller.ari.errors import Fenced
 from controller.telephony.channels import OFFER_ARG, CallChannels, Leg
 
 if TYPE_CHECKING:
@@ -65,8 +66,8 @@ class Reconciler:
         allowed = sorted(self.event_types | {"ApplicationReplaced"})
         try:
             await self.client.set_event_filter(allowed=allowed)
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, Fenced):
+            raise  # a standby that lost the lease must not go on with the resync
         except Exception as exc:
             self.stats["event_filter_failed"] += 1
             level = logging.WARNING if self.event_filter_ok is not False else logging.DEBUG

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
+from controller.acd.engine import Engine
+from controller.ari.errors import AriConnectionError, Fenced
+from controller.clock import Clock
 from controller.sim import Answer
-from controller.telephony.shell import HANDLED_EVENTS
+from controller.telephony.shell import HANDLED_EVENTS, Telephony
 from tests.telephony.conftest import make_setup
 
 TWO = {"alice": "agent1", "bob": "agent2"}
@@ -92,3 +97,25 @@ async def test_the_filter_cuts_the_frames_a_call_brings(world_factory):
             await talk_and_hang_up(w, f"555000{n}")
         frames[refused] = stream.stats["events"] - before
     assert frames[False] * 3 < frames[True], frames
+
+
+class _Refusing:
+    """A client whose eventFilter request fails with ``exc``."""
+
+    app = "acd"
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    async def set_event_filter(self, **kw):
+        raise self.exc
+
+
+async def test_any_error_is_survived_but_a_lost_lease_stops_the_resync():
+    engine = Engine(make_setup({"alice": "agent1"}))
+    shell = Telephony(engine, client=_Refusing(AriConnectionError(None, "timed out")), clock=Clock())
+    await shell.set_event_filter()  # a timeout, a 500, a 403 of a read-only user: carry on
+    assert shell.stats["event_filter_failed"] == 1 and shell.event_filter_ok is False
+    shell.client = _Refusing(Fenced("PUT"))
+    with pytest.raises(Fenced):  # hot standby: nothing more may be sent, the connect fails as before
+        await shell.set_event_filter()
