@@ -4,6 +4,8 @@ Rules copied from Asterisk: one socket serves an app; a second socket for the sa
 the first gets ``ApplicationReplaced`` and nothing more (it is not closed). While no socket is
 connected the app keeps its subscriptions (``GET /applications/{app}`` still lists them) but events
 are dropped for good. An app without socket and without subscriptions disappears (404).
+``PUT /applications/{app}/eventFilter`` (``App.set_event_filter``) drops event types before the
+socket, ApplicationReplaced included; the filter lives and dies with the ``App`` object.
 """
 
 from __future__ import annotations
