@@ -95,6 +95,8 @@ class App:
         "suffix",
         "events_allowed",
         "events_disallowed",
+        "_allowed",
+        "_disallowed",
     )
 
     def __init__(self, name: str) -> None:
@@ -111,6 +113,8 @@ class App:
         # as long as this object (Asterisk clears them only when the app is destroyed).
         self.events_allowed: list[Any] | None = None
         self.events_disallowed: list[Any] | None = None
+        self._allowed: frozenset[str] = frozenset()  # their type names, for the per-event check
+        self._disallowed: frozenset[str] = frozenset()
 
     @property
     def active(self) -> bool:
@@ -139,9 +143,9 @@ class App:
 
     def allows(self, type_: str) -> bool:
         """res/stasis/app.c stasis_app_event_allowed: disallowed wins; an empty allowed list allows all."""
-        if self.events_disallowed and _filter_has(self.events_disallowed, type_):
+        if type_ in self._disallowed:
             return False
-        return not self.events_allowed or _filter_has(self.events_allowed, type_)
+        return not self._allowed or type_ in self._allowed
 
     def set_event_filter(self, body: Any) -> bool:
         """res/stasis/app.c stasis_app_event_filter_set; False = 400 (a list set before the failing
@@ -169,14 +173,15 @@ class App:
                 if not isinstance(kind, str) or not kind:
                     return False
         setattr(self, member, value)
+        names = frozenset(item["type"] for item in value or ())
+        if member == "events_allowed":
+            self._allowed = names
+        else:
+            self._disallowed = names
         return True
 
     def __repr__(self) -> str:
         return f"<App {self.name} {'active' if self.conn else 'inactive'}>"
-
-
-def _filter_has(items: list[Any], type_: str) -> bool:
-    return any(item.get("type") == type_ for item in items)
 
 
 class EventRecord:
