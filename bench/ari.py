@@ -56,10 +56,13 @@ Scenarios.
 4. Waiting calls: every agent logged out, 1,000 callers arrive and wait (parked with music on
    hold). Controller RSS and tracemalloc growth per waiting call, CPU to admit one, CPU per
    waiting call while they wait, CPU to end one.
-5. ``--what-if`` (+3 min): capacity and reactions at N=200 again with candidate fixes emulated
-   from outside the controller: "nolog" (no logging), "filter" (the sim delivers only the event
-   types the controller handles, as ``PUT /applications/acd/eventFilter`` would make Asterisk do),
-   "yield" (the event consumer yields to the loop every 8 events), and all three.
+5. ``--what-if`` (+3 min): capacity and reactions at N=200 again with variants emulated from
+   outside the controller: "nolog" (no logging), "nofilter" (the sim refuses
+   ``PUT /applications/acd/eventFilter`` like an ARI without it, so every event of a call is sent),
+   "yield" (the event consumer yields to the loop every 8 events), and "nolog+yield".
+
+The controller sets the ARI event filter at connect (only the event types it handles reach it);
+``--no-event-filter`` runs the whole bench with the sim refusing it (the behaviour before issue 14).
 
 Workaround inside the bench: the controller subscribes to all agent endpoints in one request whose
 URL is too long for 500 agents, so it cannot start (see ``_chunk_subscriptions``); the bench splits
@@ -109,18 +112,6 @@ TARGET_SETUPS = 300.0
 TARGET_P99_MS = 5.0
 LATENCY_RATE = 200.0
 YIELD_EVERY = 8  # what-if "yield": the event consumer yields to the loop every N events
-# What-if "filter": the event types the shell has handlers for (Telephony._event_handlers)
-HANDLED_EVENTS = frozenset(
-    {
-        "StasisStart",
-        "StasisEnd",
-        "ChannelStateChange",
-        "ChannelHangupRequest",
-        "ChannelDestroyed",
-        "ChannelDtmfReceived",
-        "EndpointStateChange",
-    }
-)
 FOREIGN_MAX = 0.2  # cores other processes may use during a window before it is measured again
 SUBSCRIBE_CHUNK = 100  # endpoint subscriptions per request (see _chunk_subscriptions)
 
@@ -286,7 +277,7 @@ class SimSide:
         if self.sim is not None:
             await self.sim.stop()
 
-    async def cmd_start(self, agents: int, seed: int, filter_events: bool = False) -> dict[str, Any]:
+    async def cmd_start(self, agents: int, seed: int, event_filter: bool = True) -> dict[str, Any]:
         from controller.clock import Clock
         from controller.sim import SimAsterisk
 
@@ -297,17 +288,8 @@ class SimSide:
         base = await self.sim.start("127.0.0.1", 0)
         for i in range(agents):
             self.sim.add_phone(f"agent{i}", self._behaviour)
-        if filter_events:
-            # What-if: Asterisk's PUT /applications/{app}/eventFilter with only the event types the
-            # controller handles (the sim has no eventFilter route, so filter where it delivers).
-            apps = self.sim.apps
-            deliver = apps.deliver
-
-            def filtered(body: str, type_: str, recipients: Any) -> None:
-                if type_ in HANDLED_EVENTS:
-                    deliver(body, type_, recipients)
-
-            apps.deliver = filtered
+        if not event_filter:  # an ARI without PUT /applications/{app}/eventFilter: every event is sent
+            self.sim.faults.add("PUT", r"/applications/.*/eventFilter", status=501, times=None)
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
         # Asterisk has no garbage collector: keep the sim's full collections short by taking its
         # start-up objects (500 phones, endpoints, the aiohttp app) out of them.
@@ -900,11 +882,14 @@ class Pair:
         logged_out: bool = False,
         profile: str | None = None,
         what_if: frozenset[str] = frozenset(),
+        event_filter: bool = True,
     ):
         self.sim = Child(ctx, "sim", SIM_CPU, profile)
         self.ctl = Child(ctx, "ctl", CTL_CPU, profile)
         try:
-            info = self.sim.call("start", agents=AGENTS, seed=seed, filter_events="filter" in what_if)
+            info = self.sim.call(
+                "start", agents=AGENTS, seed=seed, event_filter=event_filter and "nofilter" not in what_if
+            )
             self.sim_cores = info["cores"]
             self.sim_pid = info["pid"]
             cinfo = self.ctl.call(
@@ -1023,8 +1008,10 @@ def retained_per_call(pair: Pair) -> dict[str, Any]:
     return pair.ctl.call("leak")
 
 
-def waiting_scenario(ctx: Any, seed: int, log: bool, n: int, idle: float) -> dict[str, Any]:
-    pair = Pair(ctx, seed, log, logged_out=True)
+def waiting_scenario(
+    ctx: Any, seed: int, log: bool, n: int, idle: float, event_filter: bool = True
+) -> dict[str, Any]:
+    pair = Pair(ctx, seed, log, logged_out=True, event_filter=event_filter)
     try:
         idle0 = pair.ctl.call("idle_cpu", seconds=idle)  # baseline: the bench's own 10 ms ticker etc.
         base = pair.ctl.call("settle", waiting=0)
@@ -1168,6 +1155,7 @@ def report(results: dict[str, Any]) -> str:
     out.append(
         f"python {env['python']}, {env['machine']}, {env['cpus']} CPUs, seed {env['seed']}"
         + (" (QUICK smoke run: short windows, N=200 only)" if env["quick"] else "")
+        + ("" if env.get("event_filter", True) else "; ARI event filter refused (every event sent)")
     )
     out.append(
         "'other load' = CPU used by other processes on the machine during the window (cores); "
@@ -1405,7 +1393,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     profile_dir = args.profile
     if profile_dir:
         os.makedirs(profile_dir, exist_ok=True)
-    pair = Pair(ctx, args.seed, log, profile=profile_dir)
+    event_filter = not args.no_event_filter
+    pair = Pair(ctx, args.seed, log, profile=profile_dir, event_filter=event_filter)
     results["env"] = {
         "ctl_cores": pair.ctl_cores,
         "sim_cores": pair.sim_cores,
@@ -1415,6 +1404,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "seed": args.seed,
         "quick": quick,
+        "event_filter": event_filter,
     }
     try:
         for n in levels:
@@ -1467,11 +1457,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         pair.close()
     n_wait = 200 if quick else args.waiting
-    results["waiting"] = waiting_scenario(ctx, args.seed, log, n_wait, idle=1.0 if quick else 5.0)
+    results["waiting"] = waiting_scenario(
+        ctx, args.seed, log, n_wait, idle=1.0 if quick else 5.0, event_filter=event_filter
+    )
     _progress(f"waiting: {results['waiting']['rss_per_call_kb']:.1f} KiB RSS per waiting call")
     if args.what_if and not quick:
         for variant in WHAT_IF:
-            pair = Pair(ctx, args.seed, log, what_if=frozenset(variant.split("+")) - {"as-is"})
+            what_if = frozenset(variant.split("+")) - {"as-is"}
+            pair = Pair(ctx, args.seed, log, what_if=what_if, event_filter=event_filter)
             try:
                 cap = measure_clean(
                     pair, retries, mode="closed", n=200, ring=0.0, talk=0.01, warmup=warmup, duration=duration
@@ -1499,9 +1492,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-# "filter": Asterisk drops the event types the controller has no handler for (eventFilter);
+# "nofilter": the sim refuses the eventFilter (every event is sent, as before issue 14);
 # "nolog": controller logging off; "yield": the event consumer yields every YIELD_EVERY events.
-WHAT_IF = ("as-is", "nolog", "filter", "yield", "filter+nolog+yield")
+WHAT_IF = ("as-is", "nolog", "nofilter", "yield", "nolog+yield")
 
 
 def _progress(msg: str) -> None:
@@ -1513,6 +1506,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short smoke run (< 20 s)")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON as well")
     parser.add_argument("--no-log", action="store_true", help="run the controller without logging")
+    parser.add_argument(
+        "--no-event-filter",
+        action="store_true",
+        help="the sim refuses PUT /applications/{app}/eventFilter: every event is sent (as before issue 14)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per load phase")
     parser.add_argument(

@@ -21,7 +21,7 @@ from controller.ari.errors import ApplicationReplaced, AriConnectionError, AriEr
 from controller.ari.events import EventStream
 from controller.clock import Clock
 from controller.config import ConfigError, Settings, load_agent_tokens
-from controller.telephony.shell import HANDLED_EVENTS, Telephony
+from controller.telephony.shell import Telephony
 
 log = logging.getLogger("controller.app")
 
@@ -54,7 +54,7 @@ class Controller:
             on_disconnect=self.shell.on_disconnect,
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
-            types=HANDLED_EVENTS,
+            types=self.shell.event_types,
         )
         self._task: asyncio.Task[None] | None = None
 

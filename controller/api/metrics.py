@@ -153,6 +153,11 @@ class Metrics(Collector):
             failures.add_metric([kind], shell.stats[kind])
         yield failures
         yield _counter(
+            "acd_ari_event_filter_failures",
+            "Connects where Asterisk refused the event filter (all events are sent then)",
+            shell.stats["event_filter_failed"],
+        )
+        yield _counter(
             "acd_ari_duplicate_events",
             "ARI events delivered twice and dropped",
             shell.stats["duplicate_event"],

@@ -176,13 +176,18 @@ class AriClient:
         params: dict[str, Any] | None = None,
         variables: dict[str, str] | None = None,
         endpoint: str | None = None,
+        body: Any = None,
     ) -> Any:
-        """Send one request below ``/ari``; return the decoded JSON body (None for 204)."""
+        """Send one request below ``/ari``; return the decoded JSON body (None for 204).
+
+        ``body`` is sent as the JSON body as is (``variables`` wraps its dict in ``{"variables": ...}``).
+        """
         if self.fence is not None and not self.fence():
             self.stats["fenced"] += 1
             raise Fenced(f"{method} {path} not sent")
         query = {k: str(v) for k, v in (params or {}).items() if v is not None}
-        body = {"variables": variables} if variables else None
+        if variables:
+            body = {"variables": variables}
         url = f"{self.base_url}/ari{path}"
         self.stats["requests"] += 1
         try:
@@ -544,6 +549,35 @@ class AriClient:
         path = f"/applications/{quote(self.app, safe='')}/subscription"
         data = await self._request("DELETE", path, params={"eventSource": _csv(event_source, "event_source")})
         return self._parse(Application, data, "DELETE", path)
+
+    async def set_event_filter(
+        self, *, allowed: Iterable[str] | None = None, disallowed: Iterable[str] | None = None
+    ) -> Application:
+        """PUT /applications/{app}/eventFilter: which event types Asterisk sends this app at all.
+
+        A list left as None is not changed; an empty list clears it (empty allowed = all allowed);
+        disallowed wins over allowed. Asterisk filters ApplicationReplaced too, so an allowed list
+        without it hides a takeover. The filter lives as long as the app does in Asterisk (it survives
+        a reconnect while the app owns channels, is gone once the app was destroyed): set it again
+        on every connect. Raises AriNotFound (unknown app, or an ARI without the resource: before
+        13.26/16.3), AriBadRequest (a malformed filter), the usual AriError otherwise.
+        """
+        body: dict[str, list[dict[str, str]]] = {}
+        for key, types in (("allowed", allowed), ("disallowed", disallowed)):
+            if types is None:
+                continue
+            if isinstance(types, str):
+                raise TypeError(f"{key} must be a collection of event type names, not a string")
+            names = list(types)
+            for name in names:
+                if not isinstance(name, str) or not name:
+                    raise ValueError(f"{key} event type {name!r} must be a non-empty string")
+            body[key] = [{"type": name} for name in names]
+        if not body:
+            raise ValueError("give allowed and/or disallowed (an empty body would reset both lists)")
+        path = f"/applications/{quote(self.app, safe='')}/eventFilter"
+        data = await self._request("PUT", path, body=body)
+        return self._parse(Application, data, "PUT", path)
 
     async def get_endpoint(self, tech: str, resource: str) -> Endpoint:
         return await self._get_model(Endpoint, f"/endpoints/{tech}/{resource}")

@@ -74,6 +74,8 @@ class Application(AriModel):
     bridge_ids: list[str] = Field(default_factory=list)
     endpoint_ids: list[str] = Field(default_factory=list)
     device_names: list[str] = Field(default_factory=list)
+    events_allowed: list[dict[str, Any]] = Field(default_factory=list)  # eventFilter, [] = not set
+    events_disallowed: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Playback(AriModel):

@@ -4,6 +4,8 @@ Rules copied from Asterisk: one socket serves an app; a second socket for the sa
 the first gets ``ApplicationReplaced`` and nothing more (it is not closed). While no socket is
 connected the app keeps its subscriptions (``GET /applications/{app}`` still lists them) but events
 are dropped for good. An app without socket and without subscriptions disappears (404).
+``PUT /applications/{app}/eventFilter`` (``App.set_event_filter``) drops event types before the
+socket, ApplicationReplaced included; the filter lives and dies with the ``App`` object.
 """
 
 from __future__ import annotations
@@ -91,6 +93,10 @@ class App:
         "device_names",
         "subscribe_all",
         "suffix",
+        "events_allowed",
+        "events_disallowed",
+        "_allowed",
+        "_disallowed",
     )
 
     def __init__(self, name: str) -> None:
@@ -103,6 +109,12 @@ class App:
         self.device_names: list[str] = []
         self.subscribe_all = False
         self.suffix = f', "application": {jstr(name)}}}'
+        # PUT /applications/{app}/eventFilter: lists of {"type": ...} objects, None = not set. They live
+        # as long as this object (Asterisk clears them only when the app is destroyed).
+        self.events_allowed: list[Any] | None = None
+        self.events_disallowed: list[Any] | None = None
+        self._allowed: frozenset[str] = frozenset()  # their type names, for the per-event check
+        self._disallowed: frozenset[str] = frozenset()
 
     @property
     def active(self) -> bool:
@@ -125,16 +137,56 @@ class App:
             "bridge_ids": list(self.bridges),
             "endpoint_ids": endpoint_ids,
             "device_names": list(self.device_names),
-            "events_allowed": [],
-            "events_disallowed": [],
+            "events_allowed": list(self.events_allowed or []),
+            "events_disallowed": list(self.events_disallowed or []),
         }
+
+    def allows(self, type_: str) -> bool:
+        """res/stasis/app.c stasis_app_event_allowed: disallowed wins; an empty allowed list allows all."""
+        if type_ in self._disallowed:
+            return False
+        return not self._allowed or type_ in self._allowed
+
+    def set_event_filter(self, body: Any) -> bool:
+        """res/stasis/app.c stasis_app_event_filter_set; False = 400 (a list set before the failing
+        one stays set, as in Asterisk: "disallowed" is applied first, then "allowed")."""
+        return self._set_filter("events_disallowed", body, "disallowed") and self._set_filter(
+            "events_allowed", body, "allowed"
+        )
+
+    def _set_filter(self, member: str, body: Any, key: str) -> bool:
+        value = body  # None = no body: reset
+        if isinstance(body, dict):
+            if not body:
+                value = None  # {} resets both lists
+            elif key not in body:
+                return True  # the other list was given: this one is left as it is
+            else:
+                value = body[key]
+                if value is None:
+                    return False  # a JSON null is a value, and not an array
+        if value is not None and not isinstance(value, list):
+            return False
+        if value is not None:
+            for item in value:
+                kind = item.get("type") if isinstance(item, dict) else None
+                if not isinstance(kind, str) or not kind:
+                    return False
+        setattr(self, member, value)
+        names = frozenset(item["type"] for item in value or ())
+        if member == "events_allowed":
+            self._allowed = names
+        else:
+            self._disallowed = names
+        return True
 
     def __repr__(self) -> str:
         return f"<App {self.name} {'active' if self.conn else 'inactive'}>"
 
 
 class EventRecord:
-    """One event the sim produced for one app; ``delivered`` is False when no socket was there."""
+    """One event the sim produced for one app; ``delivered`` is False when no socket was there or the
+    app's event filter (PUT /applications/{app}/eventFilter) dropped it."""
 
     __slots__ = ("app", "type", "raw", "delivered", "t", "_data")
 
@@ -208,8 +260,10 @@ class AppRegistry:
         for app in recipients:
             msg = body + app.suffix
             conn = app.conn
-            if conn is not None:
+            if conn is not None and app.allows(type_):
                 self._send(conn, msg, now)
+            else:
+                conn = None  # no socket, or the app's event filter dropped it
             rec = EventRecord(app.name, type_, msg, conn is not None, now)
             self._append(rec)
 
@@ -247,8 +301,10 @@ class AppRegistry:
                 f'{{"type": "ApplicationReplaced", "timestamp": "{ts}", "application": {jstr(name)}, '
                 f'"asterisk_id": "{asterisk_id}"}}'
             )
-            self._send(old, msg, self._now())
-            self._append(EventRecord(name, "ApplicationReplaced", msg, True, self._now()))
+            allowed = app.allows("ApplicationReplaced")  # filtered like any event (ari_websockets.c)
+            if allowed:
+                self._send(old, msg, self._now())
+            self._append(EventRecord(name, "ApplicationReplaced", msg, allowed, self._now()))
         app.conn = conn
         if old is None:
             self.activity.append((self._now(), name, True))

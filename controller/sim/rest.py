@@ -106,6 +106,7 @@ class AriHttp:
             ("GET", "/ari/applications/{app}", self.application_get),
             ("POST", "/ari/applications/{app}/subscription", self.application_subscribe),
             ("DELETE", "/ari/applications/{app}/subscription", self.application_unsubscribe),
+            ("PUT", "/ari/applications/{app}/eventFilter", self.application_filter),
             ("GET", "/ari/endpoints", self.endpoints_list),
             ("GET", "/ari/endpoints/{tech}", self.endpoints_by_tech),
             ("GET", "/ari/endpoints/{tech}/{resource}", self.endpoint_get),
@@ -364,6 +365,25 @@ class AriHttp:
             raise AriError(400, "Missing parameter eventSource")
         app = self._app(request.match_info["app"])
         self.engine.unsubscribe(app, sources)
+        return _obj(app.to_json())
+
+    async def application_filter(self, request: web.Request) -> web.Response:
+        """res/ari/resource_applications.c ast_ari_applications_filter, body read as main/http.c does:
+        no ``application/json`` content type or no content = no body (resets both lists); a body that
+        is not a JSON object or array = 400 before the handler (jansson without JSON_DECODE_ANY)."""
+        body: Any = None
+        if request.content_type.lower() == "application/json" and request.body_exists:
+            raw = await request.read()
+            if raw:
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    raise AriError(400, "Error parsing request body") from None
+                if not isinstance(body, dict | list):
+                    raise AriError(400, "Error parsing request body")
+        app = self._app(request.match_info["app"])
+        if not app.set_event_filter(body):
+            raise AriError(400, "Invalid format definition")
         return _obj(app.to_json())
 
     # ----------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from controller.acd import events as ev
 from controller.acd.engine import OfferState
 from controller.ari import models as ari
+from controller.ari.errors import Fenced
 from controller.telephony.channels import OFFER_ARG, CallChannels, Leg
 
 if TYPE_CHECKING:
@@ -48,9 +49,44 @@ class Reconciler:
     async def on_connect(self: Telephony, reconnected: bool) -> None:
         """Resync before the first event of a new socket: Asterisk replays nothing."""
         self.on_disconnect()  # a failed earlier attempt may not have told us
+        await self.set_event_filter()
         await self.watch_endpoints()
         await self.reconcile(at_connect=True, reconnected=reconnected)
         self._go_online()
+
+    async def set_event_filter(self: Telephony) -> None:
+        """Ask Asterisk to send only the event types we handle (most of a call's ~60 are not).
+
+        Set at every connect: the filter dies with the app in Asterisk (a new app after a restart or
+        an idle gap has none) and a new HA active must set it for itself. ApplicationReplaced is
+        filtered like any event, so it is always on the list (the takeover fence depends on it).
+        Never fatal: without it (an ARI older than 13.26/16.3, or any error) every event is sent,
+        which works; the stream's own type filter stays as the safety net.
+        """
+        allowed = sorted(self.event_types | {"ApplicationReplaced"})
+        try:
+            await self.client.set_event_filter(allowed=allowed)
+        except (asyncio.CancelledError, Fenced):
+            raise  # a standby that lost the lease must not go on with the resync
+        except Exception as exc:
+            self.stats["event_filter_failed"] += 1
+            level = logging.WARNING if self.event_filter_ok is not False else logging.DEBUG
+            self.event_filter_ok = False
+            log.log(
+                level,
+                "could not set the ARI event filter (%s): Asterisk will send every event of the app; "
+                "this works, but costs CPU on both sides",
+                exc,
+                extra={"ari_app": self.app, "error_status": getattr(exc, "status", None)},
+            )
+            return
+        if self.event_filter_ok is not True:
+            log.info(
+                "ARI event filter set: Asterisk sends only %d event types",
+                len(allowed),
+                extra={"ari_app": self.app, "event_types": ",".join(allowed)},
+            )
+        self.event_filter_ok = True
 
     def on_disconnect(self: Telephony) -> None:
         """The events websocket is gone: from now on nothing is routed until the next resync."""

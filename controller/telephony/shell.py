@@ -68,6 +68,10 @@ class Telephony(StasisEvents, Actions, EndpointWatch, Reconciler, ReactionTiming
         reconcile_interval: float = RECONCILE_INTERVAL,
     ) -> None:
         self.engine = engine
+        # What the events stream passes on (EventStream(types=...)) and the allowed list of the ARI
+        # event filter set at every connect (``reconcile.set_event_filter``).
+        self.event_types: frozenset[str] = HANDLED_EVENTS
+        self.event_filter_ok: bool | None = None  # last eventFilter outcome; None = not tried yet
         self.info_headers = tuple(info_headers)  # SIP headers of the caller's INVITE for the offer card
         self.client = client
         self.clock = clock

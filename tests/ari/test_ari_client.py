@@ -280,6 +280,32 @@ async def test_applications_endpoints_asterisk(fake_ari: FakeAri, client: AriCli
     assert (await client.asterisk_info())["system"]["version"] == "22.10.1"
 
 
+async def test_set_event_filter(fake_ari: FakeAri, client: AriClient) -> None:
+    path = "/applications/acd/eventFilter"
+    allowed = [{"type": "StasisStart"}, {"type": "ApplicationReplaced"}]
+    fake_ari.respond("PUT", path, 200, {**APPLICATION, "events_allowed": allowed, "events_disallowed": []})
+    app = await client.set_event_filter(allowed=["StasisStart", "ApplicationReplaced"])
+    assert (fake_ari.last.method, fake_ari.last.body) == ("PUT", {"allowed": allowed})
+    assert app.events_allowed == allowed
+    await client.set_event_filter(allowed=[], disallowed=("ChannelVarset",))
+    assert fake_ari.last.body == {"allowed": [], "disallowed": [{"type": "ChannelVarset"}]}
+    with pytest.raises(ValueError, match="reset both"):
+        await client.set_event_filter()  # an empty body would silently reset both lists
+    with pytest.raises(TypeError):
+        await client.set_event_filter(allowed="StasisStart")
+    with pytest.raises(ValueError, match="non-empty"):
+        await client.set_event_filter(allowed=[""])
+    fake_ari.respond("PUT", path, 400, {"message": "Invalid format definition"})
+    with pytest.raises(AriBadRequest, match="Invalid format definition"):
+        await client.set_event_filter(allowed=["StasisStart"])
+    fake_ari.respond("PUT", path, 404, {"message": "Application not found"})
+    with pytest.raises(AriNotFound):
+        await client.set_event_filter(allowed=["StasisStart"])
+    fake_ari.respond("PUT", path, 501, {"message": "Not implemented"})
+    with pytest.raises(AriServerError):
+        await client.set_event_filter(allowed=["StasisStart"])
+
+
 async def test_allocation_failed_is_endpoint_unreachable(fake_ari: FakeAri, client: AriClient) -> None:
     fake_ari.respond("POST", "/channels/create", 500, {"error": "Allocation failed"})
     fake_ari.respond("POST", "/channels", 500, {"error": "Allocation failed"})
