@@ -149,8 +149,8 @@ class Settings(BaseSettings):
     call_info_headers: str = ""  # SIP headers of the caller's INVITE shown on the offer card
     # hot standby (controller.ha; README "High availability"): replicas share a lease in PostgreSQL
     ha: bool = False
-    ha_ttl: float = Field(5.0, gt=0, le=300, allow_inf_nan=False)  # s a silent active keeps the lease
-    ha_renew: float = Field(1.0, gt=0, le=100, allow_inf_nan=False)  # s between two renewals/attempts
+    ha_ttl: float = Field(4.0, gt=0, le=300, allow_inf_nan=False)  # s a silent active keeps the lease
+    ha_renew: float = Field(0.5, gt=0, le=100, allow_inf_nan=False)  # s between two renewals/attempts
     ha_address: str = ""  # this replica's HTTP API as clients reach it (standbys point to it)
 
     @field_validator("panel_whatsapp_url")
