@@ -67,8 +67,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
+from bench.pgschema import PG_URL, scratch_schema
 from controller.acd.setup import AcdSetup, AgentConfig, Membership, QueueConfig
 from controller.app import Controller
 from controller.clock import Clock
@@ -79,7 +80,6 @@ from controller.store import create_engine, upgrade
 from controller.store.books import CLOSED_CALL_DETAIL, channel_of
 from controller.store.history import CallRow, OfferRow
 
-PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 SPEED = 20.0  # clock seconds per wall second
 FAULTS = ("ws_drop", "rest_5xx", "rest_slow", "event_delay", "kill", "freeze", "db_down", "asterisk_restart")
 ADMIN = "chaos-admin-token"
@@ -628,19 +628,11 @@ class Chaos:
 
 
 async def run(seed: int, calls: int = 60, faults: tuple[str, ...] = FAULTS, agents: int = 4) -> Report:
-    schema = f"chaos_{seed}_{int(time.time() * 1000) % 10**9}"
-    admin = create_engine(PG_URL, pool_size=1)
-    async with admin.begin() as conn:
-        await conn.execute(text(f'create schema "{schema}"'))
-    try:
+    async with scratch_schema(f"chaos_{seed}") as schema:
         db = create_engine(PG_URL, schema=schema, pool_size=1)
         await upgrade(db)
         await db.dispose()
         return await Chaos(seed, calls, faults, agents, schema).run()
-    finally:
-        async with admin.begin() as conn:
-            await conn.execute(text(f'drop schema if exists "{schema}" cascade'))
-        await admin.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import time
 from typing import Any
 
-from sqlalchemy import text
-
+from bench.pgschema import PG_URL, scratch_schema
 from controller.acd.setup import AcdSetup, AgentConfig, Membership, QueueConfig
 from controller.app import Controller
 from controller.clock import Clock
@@ -29,8 +27,6 @@ from controller.config import load_settings
 from controller.ha.replica import Replica
 from controller.sim import Answer, Decline, SimAsterisk
 from controller.store import create_engine, upgrade
-
-PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
 def _setup(agents: int) -> AcdSetup:
@@ -55,10 +51,11 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def measure(write_ahead: bool, calls: int, agents: int) -> dict[str, Any]:
-    schema = f"durable_{int(time.time() * 1000) % 10**9}"
-    admin = create_engine(PG_URL, pool_size=1)
-    async with admin.begin() as conn:
-        await conn.execute(text(f'create schema "{schema}"'))
+    async with scratch_schema("durable") as schema:
+        return await _measure(schema, write_ahead, calls, agents)
+
+
+async def _measure(schema: str, write_ahead: bool, calls: int, agents: int) -> dict[str, Any]:
     clock = Clock(speed=1.0)
     sim = SimAsterisk(clock=clock, seed=1, user="acd", password="secret")
     db = create_engine(PG_URL, schema=schema, pool_size=3)
@@ -113,9 +110,6 @@ async def measure(write_ahead: bool, calls: int, agents: int) -> dict[str, Any]:
         await sim.stop()
         await db.dispose()
         await lease_db.dispose()
-        async with admin.begin() as conn:
-            await conn.execute(text(f'drop schema if exists "{schema}" cascade'))
-        await admin.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from controller.ari.errors import Fenced
 from controller.sim import Answer, NoAnswer
 from controller.store.history import CallRow, OfferRow
-from tests.ha.cluster import make_cluster
 from tests.telephony.conftest import make_setup
 
 
@@ -23,20 +22,6 @@ async def _until(pred, timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while not pred():  # noqa: ASYNC110 - replica state changes wake no waiter
             await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def cluster_factory(pg_db):
-    made = []
-
-    async def make(setup, phones, **settings):
-        cluster = await make_cluster(pg_db, setup, phones, **settings)
-        made.append(cluster)
-        return cluster
-
-    yield make
-    for cluster in made:
-        await cluster.close()
 
 
 async def test_standby_waits_and_answers_with_the_active_address(cluster_factory):

@@ -10,28 +10,12 @@ Evidence: the simulator's records and the store's rows.
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select, text
 
 from controller.sim import Answer, NoAnswer
 from controller.store.history import CallRow, OfferRow
-from tests.ha.cluster import make_cluster
 from tests.telephony.conftest import make_setup
 from tests.timing import until
-
-
-@pytest.fixture
-async def cluster_factory(pg_db):
-    made = []
-
-    async def make(setup, phones, **settings):
-        cluster = await make_cluster(pg_db, setup, phones, **settings)
-        made.append(cluster)
-        return cluster
-
-    yield make
-    for cluster in made:
-        await cluster.close()
 
 
 def _acts(log, since: int) -> list[str]:
