@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from controller.acd.setup import Acceptance, AcdSetup, QueueConfig
-from controller.harness.ua import Behaviour, Event, HarnessError, UaGroup
+from controller.harness.ua import Behaviour, Event, HarnessError, UaGroup, local_address_towards
 
 CONFIRM_PRESS_AFTER = 0.5  # a person presses 1/2 a moment after picking up; a digit 2 ms
 # after the 200 OK can arrive before Asterisk listens for it
@@ -524,7 +524,8 @@ SCENARIOS: list[Scenario] = [
 
 
 async def run_check(dep: Deployment, progress: Callable[[str], None] | None = None) -> list[Result]:
-    agents, callers = UaGroup("agents"), UaGroup("callers")
+    bind = local_address_towards(dep.pbx)
+    agents, callers = UaGroup("agents", bind=bind), UaGroup("callers", bind=bind)
     await agents.start()
     await callers.start()
     try:

@@ -113,6 +113,21 @@ def add_parser(sub: Any) -> None:
     load.add_argument(
         "--out", type=Path, default=Path("harness-load"), help="folder for load.json and load.png"
     )
+    load.add_argument(
+        "--capture",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="time from the kernel's stamps of the SIP packets (needs root or CAP_NET_RAW; auto: when "
+        "permitted, else the phones' stamps; on: refuse to run without it)",
+    )
+    load.add_argument(
+        "--phones-nice",
+        type=int,
+        default=10,
+        metavar="N",
+        help="run the phone processes at this nice level so that, on the PBX's own machine, they "
+        "leave the CPU to Asterisk and the controller (0: same priority; default %(default)s)",
+    )
 
 
 def _deployment(args: argparse.Namespace) -> Any:
@@ -166,9 +181,10 @@ async def _check(dep: Any) -> int:
 
 
 async def _load(args: argparse.Namespace, dep: Any) -> int:
+    from controller.harness.capture import CaptureUnavailable, SipCapture, interface_towards
     from controller.harness.load import LoadPlan, ProgressBar, mixed_behaviours, run_load
     from controller.harness.report import format_table, plot, write_json
-    from controller.harness.ua import CALLS_PER_WORKER, UaGroup
+    from controller.harness.ua import CALLS_PER_WORKER, UaGroup, local_address_towards
 
     agent_ids = [
         a.id
@@ -178,8 +194,21 @@ async def _load(args: argparse.Namespace, dep: Any) -> int:
     behaviours = mixed_behaviours(args.agents.split(","), len(agent_ids))
     # a call holds a caller slot from INVITE to hang-up (ring + talk + refusals): ~2 s each
     n_callers = max(2, math.ceil(max(args.rates) * 2 / CALLS_PER_WORKER))
-    agents = UaGroup("agents")  # starts a worker process per PHONES_PER_WORKER agents
-    callers = [UaGroup(f"callers{i}") for i in range(n_callers)]
+    capture = None
+    if args.capture != "off":
+        host, _, port = dep.pbx.rpartition(":")
+        capture = SipCapture(int(port or 5060), interface_towards(host or dep.pbx))
+        try:
+            capture.start()
+        except CaptureUnavailable as exc:
+            if args.capture == "on":
+                print(f"acdctl harness load: {exc}", file=sys.stderr)
+                return 2
+            print(f"note: timing from the phones' own stamps: {exc}", file=sys.stderr)
+            capture = None
+    nice, bind = max(0, args.phones_nice), local_address_towards(dep.pbx)
+    agents = UaGroup("agents", nice=nice, bind=bind)  # a worker process per PHONES_PER_WORKER agents
+    callers = [UaGroup(f"callers{i}", nice=nice, bind=bind) for i in range(n_callers)]
     runs: list[dict[str, Any]] = []
     try:
         await agents.start()
@@ -197,9 +226,11 @@ async def _load(args: argparse.Namespace, dep: Any) -> int:
             for label, exten in targets:
                 plan = LoadPlan(rate, args.duration, exten, label, patience=args.patience)
                 bar = ProgressBar(sys.stderr, f"{label:>10} {rate:g}/s")
-                runs.append(await run_load(plan, [agents], callers, dep.pbx, progress=bar))
+                runs.append(await run_load(plan, [agents], callers, dep.pbx, progress=bar, capture=capture))
                 await asyncio.sleep(2)  # let wrap-up and pauses of the previous run pass
     finally:
+        if capture is not None:
+            capture.stop()
         for group in [*callers, agents]:
             await group.close()
         if args.events:

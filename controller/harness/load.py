@@ -1,11 +1,14 @@
 """``acdctl harness load``: N calls/s for T s at an extension, measured from SIP timestamps.
 
-Every figure comes from the phones' own timestamps (both sides run on this machine, same
-clock): the caller's INVITE, the agents' INVITEs, the agents' 200/603/486 and the caller's
-200. Calls are matched to agent INVITEs by the caller number each call carries in
-P-Asserted-Identity (the PBX shows it to the agent), so no PBX-side log is needed.
+Every figure comes from SIP timestamps of the caller's INVITE, the agents' INVITEs, the
+agents' 200/603/486 and the caller's 200 (both sides run on one machine, same clock). Where
+the harness may capture packets (:mod:`controller.harness.capture`) those are the kernel's
+stamps of the packets on the wire (:func:`restamp`), else the phones' own. Calls are matched
+to agent INVITEs by the caller number each call carries in P-Asserted-Identity (the PBX shows
+it to the agent), so no PBX-side log is needed.
 
-:func:`summarize` is pure (events in, figures out) so it is tested without any PBX.
+:func:`summarize` and :func:`restamp` are pure (events in, figures out) so they are tested
+without any PBX.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from controller.harness.capture import PacketStamps, SipCapture
 from controller.harness.ua import CALLS_PER_WORKER, Behaviour, Event, HarnessError, UaGroup
 
 METRICS = {
@@ -35,6 +39,51 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(p / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def restamp(
+    caller_events: Sequence[Event], agent_events: Sequence[Event], stamps: PacketStamps
+) -> tuple[list[Event], list[Event], dict[str, int]]:
+    """The events :func:`summarize` times, with ``t`` replaced by their packet's kernel stamp.
+
+    Caller: ``invite_sent`` -> its INVITE leaving, ``state CONFIRMED`` -> the PBX's 200 arriving.
+    Agent: ``incoming`` -> the PBX's INVITE arriving, ``sent`` -> that response leaving. An event
+    whose packet was not captured keeps the phone's stamp and is counted in ``unmatched``.
+    """
+    counts = {"stamped": 0, "unmatched": 0}
+
+    def swap(e: Event, t: float | None) -> Event:
+        if t is None:
+            counts["unmatched"] += 1
+            return e
+        counts["stamped"] += 1
+        return {**e, "t": t, "phone_t": e["t"]}
+
+    def sip_ids(events: Sequence[Event]) -> dict[str, str]:  # our call id -> SIP Call-ID
+        out: dict[str, str] = {}
+        for e in events:
+            if e.get("sip_call_id") and "call" in e:
+                out.setdefault(e["call"], e["sip_call_id"])
+        return out
+
+    caller_sip, agent_sip = sip_ids(caller_events), sip_ids(agent_events)
+    callers: list[Event] = []
+    for e in caller_events:
+        cid = caller_sip.get(e.get("call", ""))
+        if e.get("ev") == "invite_sent":
+            e = swap(e, stamps.request(cid, from_pbx=False) if cid else None)
+        elif e.get("ev") == "state" and e.get("state") == "CONFIRMED":
+            e = swap(e, stamps.response(cid, 200, from_pbx=True) if cid else None)
+        callers.append(e)
+    agents: list[Event] = []
+    for e in agent_events:
+        cid = agent_sip.get(e.get("call", ""))
+        if e.get("ev") == "incoming":
+            e = swap(e, stamps.request(cid, from_pbx=True) if cid else None)
+        elif e.get("ev") == "sent":
+            e = swap(e, stamps.response(cid, int(e["code"]), from_pbx=False) if cid else None)
+        agents.append(e)
+    return callers, agents, counts
 
 
 @dataclass(slots=True)
@@ -153,9 +202,12 @@ async def run_load(
     *,
     progress: Callable[[int, int], None] | None = None,
     drain: float = 60.0,
+    capture: SipCapture | None = None,
 ) -> dict[str, Any]:
     """Offer ``rate`` calls/s for ``duration`` s round-robin over the caller processes, wait for
-    every call to end (at most ``drain`` s), and summarize from that run's events only."""
+    every call to end (at most ``drain`` s), and summarize from that run's events only (timed
+    by the captured packets when ``capture`` runs)."""
+    capture_mark = capture.mark() if capture is not None else 0
     agent_marks = [g.mark() for g in agent_groups]
     caller_marks = [c.mark() for c in callers]
     total = max(1, round(plan.rate * plan.duration))
@@ -196,8 +248,18 @@ async def run_load(
         await g.settle(timeout=max(1.0, deadline - loop.time()))
     caller_events = [e for c, m in zip(callers, caller_marks, strict=True) for e in c.events[m:]]
     agent_events = [e for g, m in zip(agent_groups, agent_marks, strict=True) for e in g.events[m:]]
+    clock: dict[str, Any] = {"clock": "phones"}
+    if capture is not None:
+        caller_events, agent_events, counts = restamp(
+            caller_events, agent_events, capture.stamps(capture_mark)
+        )
+        clock = {"clock": "packets", **counts}
     summary = summarize(placed, caller_events, agent_events, offered_for)
-    return {"label": plan.label, "exten": plan.exten, "rate": plan.rate, "duration": plan.duration} | summary
+    return (
+        {"label": plan.label, "exten": plan.exten, "rate": plan.rate, "duration": plan.duration}
+        | summary
+        | clock
+    )
 
 
 def mixed_behaviours(specs: Sequence[str], count: int) -> list[Behaviour]:

@@ -38,7 +38,16 @@ def format_table(runs: Sequence[dict[str, Any]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     legend = [f"  {k}: {text}" for k, text in METRICS.items()]
-    return "\n".join([*lines, "", *legend])
+    return "\n".join([*lines, "", *legend, clock_line(runs)])
+
+
+def clock_line(runs: Sequence[dict[str, Any]]) -> str:
+    """Which stamps the figures come from: the kernel's (captured packets) or the phones'."""
+    if runs and all(r.get("clock") == "packets" for r in runs):
+        missing = sum(r.get("unmatched", 0) for r in runs)
+        tail = f"; {missing} events without a captured packet kept the phone's stamp" if missing else ""
+        return f"  times: kernel stamps of the SIP packets (captured){tail}"
+    return "  times: the phones' own stamps (no packet capture: run as root for the kernel's)"
 
 
 def write_json(runs: Sequence[dict[str, Any]], path: Path, meta: dict[str, Any] | None = None) -> Path:

@@ -12,6 +12,8 @@ import contextlib
 import itertools
 import json
 import logging
+import os
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,6 +103,20 @@ class CallRecord:
         return self.first("state", state="DISCONNECTED")
 
 
+def local_address_towards(pbx: str) -> str:
+    """This machine's address that packets to ``pbx`` ("host:port") leave from: what the phones
+    bind and put in Contact/SDP, so a PBX on another machine can reach them (no packet is sent)."""
+    host, _, port = pbx.rpartition(":")
+    host = (host or pbx).strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, int(port) if port.isdigit() else 5060))
+            return str(probe.getsockname()[0])
+    except OSError as exc:
+        raise HarnessError(f"no route from this machine to the PBX {pbx}: {exc}") from None
+
+
 # The pjsua2-python 2.15.1 wheel allows 8 accounts and only 4 concurrent calls per process.
 CALLS_PER_WORKER = 4
 PHONES_PER_WORKER = 2  # a leg ending while the next rings needs 2 call slots per phone
@@ -132,9 +148,16 @@ class UaGroup:
     """
 
     def __init__(
-        self, name: str = "ua", python: str | None = None, phones_per_worker: int = PHONES_PER_WORKER
+        self,
+        name: str = "ua",
+        python: str | None = None,
+        phones_per_worker: int = PHONES_PER_WORKER,
+        nice: int = 0,
+        bind: str = "127.0.0.1",
     ):
         self.name = name
+        self.bind = bind  # this machine's address toward the PBX (``local_address_towards``)
+        self.nice = nice  # the workers' nice level (a load test keeps the phones behind the PBX)
         self.python = python or sys.executable
         self.phones_per_worker = phones_per_worker
         self.events: list[Event] = []
@@ -175,10 +198,13 @@ class UaGroup:
             str(args["max_calls"]),
             "--media-port",
             str(args["media_port"]),
+            "--bind",
+            self.bind,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             limit=1 << 22,
+            preexec_fn=(lambda: os.nice(self.nice)) if self.nice else None,
         )
         self._workers.append(worker)
         mark = self.mark()

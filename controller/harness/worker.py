@@ -71,8 +71,9 @@ def parse_headers(msg: str) -> dict[str, str]:
 
 
 class Worker:
-    def __init__(self, out: Any, port: int, max_calls: int, media_port: int) -> None:
+    def __init__(self, out: Any, port: int, max_calls: int, media_port: int, bind: str = "127.0.0.1") -> None:
         self.out = out
+        self.bind = bind
         self.timers: list[tuple[float, int, Callable[[], None]]] = []
         self.seq = itertools.count()
         self.accounts: dict[str, Account] = {}
@@ -97,9 +98,10 @@ class Worker:
         self.ep.libInit(cfg)
         tcfg = pj.TransportConfig()
         tcfg.port = port
-        tcfg.boundAddress = "127.0.0.1"
-        tcfg.publicAddress = "127.0.0.1"
-        tid = self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        tcfg.boundAddress = bind
+        tcfg.publicAddress = bind
+        udp = pj.PJSIP_TRANSPORT_UDP6 if ":" in bind else pj.PJSIP_TRANSPORT_UDP
+        tid = self.ep.transportCreate(udp, tcfg)
         self.ep.libStart()
         self.ep.audDevManager().setNullDev()
         self.port = int(self.ep.transportGetInfo(tid).localName.rsplit(":", 1)[1])
@@ -218,7 +220,7 @@ class Worker:
             raise ValueError(f"at most {MAX_ACCOUNTS} phones per worker process (pjsua's PJSUA_MAX_ACC)")
         user = c.get("user", name)
         registrar = c.get("registrar")
-        host = registrar or f"127.0.0.1:{self.port}"
+        host = registrar or (f"[{self.bind}]:{self.port}" if ":" in self.bind else f"{self.bind}:{self.port}")
         acfg = pj.AccountConfig()
         display = c.get("display")
         uri = f"sip:{user}@{host}"
@@ -231,7 +233,7 @@ class Worker:
             acfg.regConfig.registerOnAdd = False
         if c.get("password"):
             acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, 0, c["password"]))
-        acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+        acfg.mediaConfig.transportConfig.boundAddress = self.bind
         if self.media_port:
             acfg.mediaConfig.transportConfig.port = self.media_port
             acfg.mediaConfig.transportConfig.portRange = 1000
@@ -437,14 +439,17 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--port", type=int, default=0, help="SIP UDP port on 127.0.0.1 (0 = any free one)")
+    ap.add_argument("--port", type=int, default=0, help="SIP UDP port (0 = any free one)")
+    ap.add_argument(
+        "--bind", default="127.0.0.1", help="this machine's address the PBX reaches (SIP and RTP)"
+    )
     ap.add_argument("--max-calls", type=int, default=128)
     ap.add_argument("--media-port", type=int, default=0, help="first RTP port (0 = any)")
     args = ap.parse_args(argv)
     # pjlib prints to fd 1 before any config applies: keep fd 1 for our JSON, pjlib gets stderr.
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    Worker(out, args.port, args.max_calls, args.media_port).run()
+    Worker(out, args.port, args.max_calls, args.media_port, args.bind).run()
     return 0
 
 

@@ -182,3 +182,13 @@ async def test_a_worker_refuses_more_phones_than_pjsua_allows_instead_of_abortin
         with pytest.raises(HarnessError, match="at most 8 phones per worker"):
             await many.add_agent("a8", Behaviour("busy"))
         await many.sync()  # the worker is still alive
+
+
+async def test_a_group_runs_its_phones_at_the_nice_level_asked_for():
+    """A load test keeps the phones behind the PBX on a shared machine (``--phones-nice``)."""
+    pytest.importorskip("pjsua2")
+    import os
+
+    async with UaGroup("nice", nice=7) as group:
+        ready = next(e for e in group.events if e["ev"] == "ready")
+        assert os.getpriority(os.PRIO_PROCESS, ready["pid"]) == os.getpriority(os.PRIO_PROCESS, 0) + 7
