@@ -101,7 +101,7 @@ class Services:
             **self._writer_options,
         )
         self.writer.touched = set()  # until the books are closed (close_books)
-        c.shell.listeners.append(self.writer.listener)
+        c.shell.recorders.append(self.writer.listener)  # told at once (write-ahead)
         self.writer.start()
         await self._restore_agents()
         self.metrics = Metrics(c, self.writer)

@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
-from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 from pydantic import BaseModel, ValidationError
@@ -31,6 +31,7 @@ from .errors import (
     EndpointUnreachable,
     Fenced,
 )
+from .http import HttpPool
 from .models import Application, Bridge, Channel, Endpoint, Playback
 
 log = logging.getLogger("controller.ari.client")
@@ -62,10 +63,11 @@ def _bool(value: bool) -> str:
 
 
 class AriClient:
-    """ARI REST client over one reused aiohttp session.
+    """ARI REST client: requests over our keep-alive pool (``http.HttpPool``: on the wire in the
+    call that makes them), the events websocket over an aiohttp session.
 
     ``base_url`` is Asterisk's HTTP server, e.g. ``http://127.0.0.1:8088`` (a trailing ``/ari`` is
-    accepted too). A session passed in is used as is and left open on ``close()``.
+    accepted too). A session passed in is used as is (for the websocket) and left open on ``close()``.
     """
 
     def __init__(
@@ -96,6 +98,14 @@ class AriClient:
             raise ValueError(f"ARI user name {user!r} must not contain ':' (basic auth splits on it)")
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self._auth_header = {"Authorization": f"Basic {token}"}
+        self._head_lines = (
+            f"Host: {parts.netloc}\r\nAuthorization: Basic {token}\r\nUser-Agent: acd-controller\r\n"
+        )
+        self._path_prefix = parts.path.rstrip("/")
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._tls = parts.scheme == "https"
+        self._pool: HttpPool | None = None
         self._session = session
         self._own_session = session is None
         # hot standby: asked before every request and websocket connect; False = fenced, send nothing
@@ -112,6 +122,9 @@ class AriClient:
         await self.close()
 
     async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
         if self._own_session and self._session is not None and not self._session.closed:
             await self._session.close()
         if self._own_session:
@@ -132,6 +145,23 @@ class AriClient:
             trace.on_connection_reuseconn.append(self._fence_again)
             self._session = aiohttp.ClientSession(trace_configs=[trace])
         return self._session
+
+    def _requests(self) -> HttpPool:
+        if self._pool is None:
+            ctx = None
+            if self._tls:
+                import ssl
+
+                ctx = ssl.create_default_context()
+            self._pool = HttpPool(self._host or "", self._port, ssl_context=ctx)
+        return self._pool
+
+    def _fence_before_write(self) -> None:
+        """Hot standby: the fence asked again right before a request's bytes go out (it may have
+        waited for a connection, and the process may have been frozen meanwhile)."""
+        if self.fence is not None and not self.fence():
+            self.stats["fenced"] += 1
+            raise Fenced("request not sent (fenced while waiting for a connection)")
 
     async def _fence_again(self, _session: Any, _ctx: Any, params: Any) -> None:
         """Hot standby: ask the fence again once the connection is there, right before the request
@@ -188,19 +218,24 @@ class AriClient:
         query = {k: str(v) for k, v in (params or {}).items() if v is not None}
         if variables:
             body = {"variables": variables}
-        url = f"{self.base_url}/ari{path}"
+        target = quote(f"{self._path_prefix}/ari{path}", safe="/%:@!$&'()*+,;=-._~")
+        if query:
+            target += "?" + urlencode(query, quote_via=quote, safe="")
+        data = b"" if body is None else json.dumps(body).encode()
+        head = f"{method} {target} HTTP/1.1\r\n{self._head_lines}"
+        if body is not None:
+            head += "Content-Type: application/json\r\n"
+        if data or method not in ("GET", "HEAD"):
+            head += f"Content-Length: {len(data)}\r\n"
         self.stats["requests"] += 1
         try:
-            async with self.session.request(
-                method,
-                url,
-                params=query,
-                json=body,
-                headers=self._auth_header,
-                timeout=aiohttp.ClientTimeout(total=self.request_timeout),
-            ) as resp:
-                status = resp.status
-                text = await resp.text()
+            status, raw = await self._requests().request(
+                (head + "\r\n").encode(),
+                data,
+                self.request_timeout,
+                head_only=method == "HEAD",
+                before_write=self._fence_before_write,
+            )
         except TimeoutError:
             self.stats["errors"] += 1
             self.stats["timeouts"] += 1
@@ -211,7 +246,7 @@ class AriClient:
                 method,
                 path,
             ) from None
-        except aiohttp.ClientError as exc:
+        except OSError as exc:  # refused, reset, closed early, not HTTP (HttpProtocolError)
             self.stats["errors"] += 1
             self.stats["connection_errors"] += 1
             raise AriConnectionError(
@@ -222,6 +257,7 @@ class AriClient:
                 method,
                 path,
             ) from None
+        text = raw.decode("utf-8", "replace")
         if status < 300:
             if status == 204 or not text:
                 return None

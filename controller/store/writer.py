@@ -1,7 +1,7 @@
 """The batching history writer: the engine never waits for the database.
 
-A shell listener (``writer.listener``) is called synchronously for every engine ``Record``
-(and ``Notify`` when outgoing events are on). It only appends the fact to an in-memory deque
+A shell recorder (``writer.listener``, in ``shell.recorders``) is called synchronously for every
+engine ``Record`` (and ``Notify`` when outgoing events are on). It only appends the fact to an in-memory deque
 and wakes the writer task; it never awaits and never does I/O. The task folds a batch of facts
 into one row per call / offer / agent and writes them in one transaction with upserts keyed by
 the engine's ids, so a batch retried after an outage rewrites the same rows instead of adding
@@ -61,7 +61,8 @@ Fact = tuple[int, str, Any, Any]  # (sequence, kind, data, extra) as queued by t
 
 
 class HistoryWriter:
-    """Feed it with ``shell.listeners.append(writer.listener)``; ``start()`` runs the write task."""
+    """Feed it with ``shell.recorders.append(writer.listener)`` (told at once, before the
+    listeners); ``start()`` runs the write task."""
 
     def __init__(
         self,

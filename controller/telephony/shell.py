@@ -87,7 +87,12 @@ class Telephony(StasisEvents, Actions, EndpointWatch, Reconciler, ReactionTiming
         self.reconcile_runs = 0
         self.ping_uncertainty = 0.0  # clock s: how far the last restore's arrival times may be off
         self.reactions = Reactions()
+        # Told of every Notify/Record. ``recorders`` at once (the history writer: hot standby's
+        # write-ahead waits on what it was told); ``listeners`` (logs, panel, wallboard, metrics)
+        # one loop turn later, once the ARI requests of the same event are on the wire.
+        self.recorders: list[Callable[[cmd.Notify | cmd.Record], None]] = []
         self.listeners: list[Callable[[cmd.Notify | cmd.Record], None]] = []
+        self._told_later: list[cmd.Notify | cmd.Record] = []
         self.run_token = secrets.token_hex(3)
         self.online = asyncio.Event()  # set while the events websocket is connected and resynced
         self.epoch = 0  # counts reconciliation listings (see Leg.epoch)
@@ -115,9 +120,36 @@ class Telephony(StasisEvents, Actions, EndpointWatch, Reconciler, ReactionTiming
     # ------------------------------------------------------------------ engine side
 
     def feed(self, event: ev.Event) -> None:
-        """Hand one event to the engine and carry out its commands."""
+        """Hand one event to the engine and carry out its commands.
+
+        Wire first: a command that needs Asterisk becomes a lane job at once, and the lane's first
+        request (the originate that rings the next agent, the answer of a waiting caller) is on
+        the wire before the observers are told (``listeners``: logging, panel, wallboard,
+        metrics); on a real Asterisk they took a good part of the controller's time between an
+        agent's 603 and the next INVITE.
+        """
+        first = not self._told_later
         for command in self.engine.handle(event, self.clock.now()):
             self._execute(command)
+        if first and self._told_later:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # fed outside a loop (a synchronous caller): tell them now
+                self._tell_listeners()
+            else:
+                # after the first step of the lanes just started, which writes their request
+                loop.call_soon(self._tell_listeners)
+
+    def _tell_listeners(self) -> None:
+        batch, self._told_later = self._told_later, []
+        for c in batch:
+            if isinstance(c, cmd.Record):
+                log_record(c)
+            for listener in self.listeners:
+                try:
+                    listener(c)
+                except Exception:
+                    log.exception("listener failed on %s", c.kind)
 
     def _execute(self, c: cmd.Command) -> None:
         if isinstance(c, cmd.StartTimer):
@@ -153,13 +185,12 @@ class Telephony(StasisEvents, Actions, EndpointWatch, Reconciler, ReactionTiming
             chans.released = True
             self.lanes.submit(f"call:{c.call_id}", lambda: self._continue(chans, c))
         elif isinstance(c, cmd.Notify | cmd.Record):
-            if isinstance(c, cmd.Record):
-                log_record(c)
-            for listener in self.listeners:
+            for recorder in self.recorders:
                 try:
-                    listener(c)
+                    recorder(c)
                 except Exception:
-                    log.exception("listener failed on %s", c.kind)
+                    log.exception("recorder failed on %s", c.kind)
+            self._told_later.append(c)
 
     def _chans(self, call_id: str) -> CallChannels:
         chans = self.calls.get(call_id)

@@ -74,7 +74,8 @@ class StasisEvents:
         handler(self, event)
         if self.lanes.started != started:
             # A new ARI job (the next agent's originate, a bridge): let it send its request now,
-            # before the frames behind this one in the same burst are handled.
+            # before the frames behind this one in the same burst are handled (its first step
+            # writes the request: ari.http).
             await asyncio.sleep(0)
 
     def _duplicate(self: Telephony, event: ari.Event) -> bool:

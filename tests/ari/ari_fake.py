@@ -44,6 +44,7 @@ class Seen:
     query_items: list[tuple[str, str]]
     body: Any
     authorization: str | None
+    raw_query: str = ""  # as it came on the wire, still percent-encoded
 
 
 WsScript = Callable[[web.WebSocketResponse], Awaitable[None]]
@@ -89,6 +90,7 @@ class FakeAri:
                 query_items=list(request.query.items()),
                 body=json.loads(text) if text else None,
                 authorization=request.headers.get("Authorization"),
+                raw_query=request.raw_path.partition("?")[2],
             )
         )
         if self.delay:

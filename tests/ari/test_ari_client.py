@@ -410,3 +410,14 @@ def test_base_url_validation_and_repr() -> None:
     client = AriClient("https://pbx:8089", USER, PASSWORD, "acd")
     assert PASSWORD not in repr(client)
     assert client.events_url == "wss://pbx:8089/ari/events?app=acd"
+
+
+async def test_query_values_arrive_exactly_with_plus_spaces_and_reserved_characters(
+    fake_ari: FakeAri, client: AriClient
+) -> None:
+    """A '+' must travel as %2B: Asterisk's ast_uri_decode (legacy) reads a bare '+' as a space."""
+    fake_ari.respond("POST", "/channels", 200, CHANNEL)
+    caller = '"Zoë + Co & Sons=1, 100%" <+49 30/123#4>'
+    await client.originate("PJSIP/agent1", app_args=["offer", "1"], caller_id=caller)
+    assert fake_ari.last.query["callerId"] == caller
+    assert "+" not in fake_ari.last.raw_query and " " not in fake_ari.last.raw_query

@@ -24,7 +24,7 @@ class World:
         self.sim = sim
         self.controller = controller
         self.records: list[cmd.Record] = []  # the controller's history, in order
-        controller.shell.listeners.append(
+        controller.shell.recorders.append(  # told at once, as the history writer is
             lambda c: self.records.append(c) if isinstance(c, cmd.Record) else None
         )
 

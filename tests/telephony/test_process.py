@@ -93,7 +93,7 @@ async def test_restart_takes_calls_back_requeues_waiting_and_hangs_up_orphans(si
 
     second = Controller(setup, **kw)
     records = []
-    second.shell.listeners.append(records.append)
+    second.shell.recorders.append(records.append)
     await second.start()
     engine = second.engine
     # the talking pair is taken back, untouched

@@ -148,8 +148,11 @@ async def test_time_in_state_survives_the_last_wallboard_closing(floor):
     assert since is not None
     await board.ws.close()
     await floor.until(lambda: floor.services.wallboard.connections == 0)
+    hub = floor.services.wallboard
+    before = hub.since.get("bob")
     floor.controller.shell.feed(ev.AgentPause("bob", "training"))  # heard while nobody watches
-    bob_changed = floor.services.wallboard.since["bob"]
+    await floor.until(lambda: hub.since.get("bob") != before)  # observers hear after the wire
+    bob_changed = hub.since["bob"]
     again = await open_board(floor, ADMIN)
     assert again.agents["alice"]["since"] == since  # not restarted by the new connection
     assert again.agents["bob"]["since"] == bob_changed
