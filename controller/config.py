@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controller.acd.setup import (
+    INVITE_HEADERS,
     Acceptance,
     AcdSetup,
     AgentConfig,
@@ -519,6 +520,17 @@ class QueueModel(_Strict):
     connect_timeout: float = Field(10.0, gt=0, allow_inf_nan=False)
     customer_sees_name: str = Field("", max_length=80)
     customer_sees_number: str = Field("", max_length=40, pattern=r"^[0-9+*#]*$")
+    invite_headers: tuple[str, ...] = tuple(INVITE_HEADERS)
+
+    @field_validator("invite_headers", mode="plain")
+    @classmethod
+    def _invite_headers(cls, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise PydanticCustomError("acd", "")
+        unknown = [v for v in value if v not in INVITE_HEADERS]
+        if unknown:
+            raise PydanticCustomError("acd", "unknown {names}", {"names": ", ".join(map(repr, unknown))})
+        return tuple(dict.fromkeys(value))
 
     @field_validator("overflow", mode="plain")
     @classmethod
@@ -617,6 +629,9 @@ _EXPECT: dict[str, dict[str, str]] = {
         ' e.g. "ACME Support" ("" = show nothing)',
         "customer_sees_number": "a number of at most 40 digits (and + * #) shown to the caller once connected"
         ' ("" = show nothing)',
+        "invite_headers": "a list of X-Acd-* headers on the agent's INVITE, from "
+        + ", ".join(f'"{k}"' for k in INVITE_HEADERS)
+        + " ([] = none)",
     },
     "agent": {
         "name": 'a non-empty string such as "Alice"',

@@ -156,6 +156,7 @@ def test_every_field_set(tmp_path: Path) -> None:
             join_empty = false
             retry = 0
             confirm_timeout = 7
+            invite_headers = ["caller", "queue", "caller"]
 
             [agents.a1]
             name = "Agent One"
@@ -183,6 +184,7 @@ def test_every_field_set(tmp_path: Path) -> None:
         join_empty=False,
         retry=0,
         confirm_timeout=7,
+        invite_headers=("caller", "queue"),  # in the order given, once each
     )
     assert setup.agents["a1"].queues == ()
     assert setup.agents["a1"].name == "Agent One"
@@ -667,3 +669,10 @@ def test_service_level_target_is_a_percentage(monkeypatch) -> None:
     monkeypatch.setenv("ACD_SERVICE_LEVEL_TARGET", "150")
     with pytest.raises(ConfigError, match="ACD_SERVICE_LEVEL_TARGET"):
         load_settings()
+
+
+@pytest.mark.parametrize("value", ['["queue", "bogus"]', '"queue"', "[1]"])
+def test_invite_headers_must_be_known_names(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"invite_headers: must be a list of X-Acd-\* headers"):
+        text = MINIMAL.replace("[queues.support]", f"[queues.support]\ninvite_headers = {value}")
+        load_setup(write(tmp_path, text))

@@ -37,6 +37,7 @@ from controller.acd.commands import CancelReason, Command
 from controller.acd.outcome import Outcome, classify_leg_end
 from controller.acd.ranked import RandomSet, RankedSet
 from controller.acd.setup import (
+    INVITE_HEADERS,
     Acceptance,
     AcdSetup,
     AgentConfig,
@@ -531,17 +532,24 @@ class Engine:
                 endpoint=agent.endpoint,
                 display_name=f"[{call.queue} {wait // 60}:{wait % 60:02d}] {who}",
                 display_number=call.caller_number,
-                headers={
-                    "X-Acd-Queue": call.queue,
-                    "X-Acd-Call-Id": call.id,
-                    "X-Acd-Offer-Id": offer.id,
-                    "X-Acd-Caller": call.caller_number,
-                    "X-Acd-Wait": str(wait),
-                },
+                headers=self._invite_headers(call, offer, wait),
                 dial_timeout=math.ceil(backstop),
                 auto_answer=auto_answer,
             )
         )
+
+    def _invite_headers(self, call: Call, offer: Offer, wait: int) -> dict[str, str]:
+        """The X-Acd-* headers the queue puts on the INVITE (``invite_headers``)."""
+        queue = self.setup.queues.get(call.queue)
+        keys = queue.invite_headers if queue is not None else tuple(INVITE_HEADERS)
+        values = {
+            "queue": call.queue,
+            "call_id": call.id,
+            "offer_id": offer.id,
+            "caller": call.caller_number,
+            "wait": str(wait),
+        }
+        return {INVITE_HEADERS[k]: values[k] for k in keys}
 
     def _call_details(self, call: Call) -> dict[str, Any]:
         return {

@@ -35,6 +35,16 @@ class AgentStartState(StrEnum):
     LOGGED_OUT = "logged_out"
 
 
+# invite_headers key -> the SIP header it adds to an offer's INVITE
+INVITE_HEADERS = {
+    "queue": "X-Acd-Queue",
+    "call_id": "X-Acd-Call-Id",
+    "offer_id": "X-Acd-Offer-Id",
+    "caller": "X-Acd-Caller",
+    "wait": "X-Acd-Wait",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class DialplanTarget:
     """Where an overflowing caller continues in the dialplan."""
@@ -87,6 +97,9 @@ class QueueConfig:
     # What the customer's phone shows once bridged; "" = nothing (never the agent's identity).
     customer_sees_name: str = ""
     customer_sees_number: str = ""
+    # X-Acd-* headers on the agent's INVITE (INVITE_HEADERS keys). Each costs Asterisk a synchronous
+    # hop to the PJSIP thread before the INVITE leaves (PJSIP_HEADER(add,...)): ~0.085 ms apiece.
+    invite_headers: tuple[str, ...] = ("queue", "call_id", "offer_id", "caller", "wait")
 
 
 @dataclass(frozen=True, slots=True)

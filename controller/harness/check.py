@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from controller.acd.setup import Acceptance, AcdSetup, QueueConfig
+from controller.acd.setup import INVITE_HEADERS, Acceptance, AcdSetup, QueueConfig
 from controller.harness.ua import Behaviour, Event, HarnessError, UaGroup, local_address_towards
 
 CONFIRM_PRESS_AFTER = 0.5  # a person presses 1/2 a moment after picking up; a digit 2 ms
@@ -335,6 +335,12 @@ async def call_details(c: Checker) -> dict[str, float]:
     offer = await c.offer(number, mark, timeout=c.queue.ring_timeout + 10)
     _expect(offer["number"] == number, f"agent sees number {offer['number']!r}, caller is {number}")
     _expect(bool(offer["display_name"]), "agent's INVITE has no display name")
+    got = {name.lower(): value for name, value in (offer.get("x_acd") or {}).items()}
+    want = {INVITE_HEADERS[k].lower() for k in c.queue.invite_headers}
+    _expect(set(got) == want, f"X-Acd headers {sorted(got)}; the queue's invite_headers: {sorted(want)}")
+    for header, value in (("x-acd-queue", c.queue.name), ("x-acd-caller", number)):
+        if header in want:
+            _expect(got[header] == value, f"{header} is {got[header]!r}, expected {value!r}")
     if c.queue.acceptance is not Acceptance.DESKTOP:
         _expect(not offer["auto_answer"], f"auto-answer header on an offer: {offer['auto_answer']}")
     c.callers.hangup(call)

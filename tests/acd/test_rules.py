@@ -42,6 +42,15 @@ def test_display_shows_queue_and_wait_time():
     assert ring.headers["X-Acd-Wait"] == "42"
 
 
+def test_invite_carries_only_the_headers_the_queue_lists():
+    h = Harness(make_setup(queue=queue(invite_headers=("caller", "wait"))))
+    (ring,) = of(h.arrive("c1", caller_number="5551234"), cmd.RingAgent)
+    assert ring.headers == {"X-Acd-Caller": "5551234", "X-Acd-Wait": "0"}
+    h2 = Harness(make_setup(queue=queue(invite_headers=())))
+    (ring,) = of(h2.arrive("c1"), cmd.RingAgent)
+    assert ring.headers == {}
+
+
 def test_hold_ring_mode_parks_with_ringback():
     h = Harness(make_setup(queue=queue(hold=HoldMode.RING)))
     assert of(h.arrive(), cmd.ParkCaller) == [cmd.ParkCaller("c1", HoldMode.RING)]
