@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
@@ -74,6 +74,8 @@ async def test_charts_are_drawn_from_known_history(browser, world_maker, shots):
     now = datetime.fromtimestamp(clock.to_wall(clock.now()), UTC)
     shift = datetime.combine(now.date(), DAY.timetz()) - DAY - timedelta(hours=8)
     await _load(world.stack.services.db, shift)  # today from midnight: 3 sales calls, then 2 more
+    # "now" at the day's end, so every known row (midnight to 01:00) is in the past whatever the hour
+    world.stack.services.wallboard.history_now = lambda: datetime.combine(now.date(), time(23, 59), UTC)
     page = await open_wallboard(browser, world, ADMIN)
 
     volume = page.get_by_test_id("chart-volume")

@@ -3,7 +3,7 @@ and the charts frame a supervisor gets from them."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import insert
@@ -97,6 +97,8 @@ async def test_charts_frame_is_scoped_and_sent_again_only_when_it_changed(floor)
     now = floor.controller.clock.to_wall(floor.controller.clock.now())
     shift = datetime.combine(datetime.fromtimestamp(now, UTC).date(), DAY.timetz()) - DAY - timedelta(hours=8)
     await _load(floor.services.db, shift)
+    # "now" at the day's end, so every known row (midnight to 01:00) is in the past whatever the hour
+    hub.history_now = lambda: datetime.combine(datetime.fromtimestamp(now, UTC).date(), time(23, 59), UTC)
     sales = await open_board(floor, SALES_SUP)
     admin = await open_board(floor, ADMIN)
     await sales.until(lambda: sales.charts is not None)
