@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import logging
+import ssl
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -97,7 +98,6 @@ class AriClient:
         if ":" in user:
             raise ValueError(f"ARI user name {user!r} must not contain ':' (basic auth splits on it)")
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        self._auth_header = {"Authorization": f"Basic {token}"}
         self._head_lines = (
             f"Host: {parts.netloc}\r\nAuthorization: Basic {token}\r\nUser-Agent: acd-controller\r\n"
         )
@@ -148,11 +148,7 @@ class AriClient:
 
     def _requests(self) -> HttpPool:
         if self._pool is None:
-            ctx = None
-            if self._tls:
-                import ssl
-
-                ctx = ssl.create_default_context()
+            ctx = ssl.create_default_context() if self._tls else None
             self._pool = HttpPool(self._host or "", self._port, ssl_context=ctx)
         return self._pool
 

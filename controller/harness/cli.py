@@ -163,10 +163,16 @@ def main(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("pjsua2") is None:
         print(MISSING, file=sys.stderr)
         return 2
-    if args.harness_command == "check":
-        return asyncio.run(_check(dep))
-    args.events_path_obj = Path(args.events) if args.events else None
-    return asyncio.run(_load(args, dep))
+    from controller.harness.ua import HarnessError
+
+    try:
+        if args.harness_command == "check":
+            return asyncio.run(_check(dep))
+        args.events_path_obj = Path(args.events) if args.events else None
+        return asyncio.run(_load(args, dep))
+    except HarnessError as exc:  # a bad --pbx, no route to it: said in one line
+        print(f"acdctl harness: {exc}", file=sys.stderr)
+        return 2
 
 
 async def _check(dep: Any) -> int:
@@ -184,7 +190,7 @@ async def _load(args: argparse.Namespace, dep: Any) -> int:
     from controller.harness.capture import CaptureUnavailable, SipCapture, interface_towards
     from controller.harness.load import LoadPlan, ProgressBar, mixed_behaviours, run_load
     from controller.harness.report import format_table, plot, write_json
-    from controller.harness.ua import CALLS_PER_WORKER, UaGroup, local_address_towards
+    from controller.harness.ua import CALLS_PER_WORKER, UaGroup, local_address_towards, split_pbx
 
     agent_ids = [
         a.id
@@ -196,8 +202,8 @@ async def _load(args: argparse.Namespace, dep: Any) -> int:
     n_callers = max(2, math.ceil(max(args.rates) * 2 / CALLS_PER_WORKER))
     capture = None
     if args.capture != "off":
-        host, _, port = dep.pbx.rpartition(":")
-        capture = SipCapture(int(port or 5060), interface_towards(host or dep.pbx))
+        host, port = split_pbx(dep.pbx)
+        capture = SipCapture(port, interface_towards(host))
         try:
             capture.start()
         except CaptureUnavailable as exc:

@@ -103,15 +103,27 @@ class CallRecord:
         return self.first("state", state="DISCONNECTED")
 
 
+def split_pbx(pbx: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``host`` -> (host without brackets, port; 5060 by default)."""
+    host, port = pbx, ""
+    if pbx.startswith("["):
+        host, _, rest = pbx[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif pbx.count(":") == 1:
+        host, _, port = pbx.partition(":")
+    if not host or (port and not port.isdigit()):
+        raise HarnessError(f"--pbx wants host:port (e.g. 127.0.0.1:5060), got {pbx!r}")
+    return host, int(port or 5060)
+
+
 def local_address_towards(pbx: str) -> str:
     """This machine's address that packets to ``pbx`` ("host:port") leave from: what the phones
     bind and put in Contact/SDP, so a PBX on another machine can reach them (no packet is sent)."""
-    host, _, port = pbx.rpartition(":")
-    host = (host or pbx).strip("[]")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    host, port = split_pbx(pbx)
     try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0][0]
         with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.connect((host, int(port) if port.isdigit() else 5060))
+            probe.connect((host, port))
             return str(probe.getsockname()[0])
     except OSError as exc:
         raise HarnessError(f"no route from this machine to the PBX {pbx}: {exc}") from None

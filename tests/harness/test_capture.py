@@ -16,7 +16,7 @@ from controller.harness.capture import (
     parse_sip,
 )
 from controller.harness.load import Placed, restamp, summarize
-from controller.harness.ua import Behaviour, local_address_towards
+from controller.harness.ua import Behaviour, HarnessError, local_address_towards, split_pbx
 
 INVITE = b"INVITE sip:103@127.0.0.1 SIP/2.0\r\nCall-ID: abc@x\r\nCSeq: 1 INVITE\r\n\r\nv=0\r\n"
 DECLINE = b"SIP/2.0 603 Decline\r\ni: abc@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
@@ -102,6 +102,14 @@ def test_restamp_times_the_summary_by_packets_and_counts_what_it_could_not():
     assert p["invite_to_agent"]["p50"] == pytest.approx(5.0)  # 9.9990 -> 10.0040
     assert p["refusal_to_next"]["p50"] == pytest.approx(2.5)  # 10.1990 -> 10.2015
     assert p["answer_to_connected"]["p50"] == pytest.approx(2.0)  # 10.5080 -> 10.5100
+
+
+def test_pbx_addresses_are_split_or_refused_clearly():
+    assert split_pbx("127.0.0.1:5070") == ("127.0.0.1", 5070)
+    assert split_pbx("[::1]:5060") == ("::1", 5060) and split_pbx("::1") == ("::1", 5060)
+    assert split_pbx("pbx.example.com") == ("pbx.example.com", 5060)
+    with pytest.raises(HarnessError, match="--pbx wants host:port"):
+        split_pbx("pbx:sip")
 
 
 def test_local_address_and_interface_for_a_pbx_on_this_machine():
