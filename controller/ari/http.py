@@ -58,32 +58,30 @@ class _Connection(asyncio.Protocol):
         if len(self._buf) > MAX_RESPONSE:
             self._fail(HttpProtocolError(f"response larger than {MAX_RESPONSE} bytes"))
             return
-        try:
-            done = self._parse(eof=False)
-        except HttpProtocolError as exc:
-            self._fail(exc)
-            return
-        if done is not None:
-            self._waiter.set_result(done)
+        self._settle(eof=False)
 
     def eof_received(self) -> bool:
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            try:
-                done = self._parse(eof=True)
-            except HttpProtocolError as err:
-                waiter.set_exception(err)
-                return
-            if done is not None:
-                waiter.set_result(done)
-            else:
-                waiter.set_exception(
-                    ConnectionResetError("the server closed the connection before a complete answer")
-                )
+        if self._waiter is not None and not self._waiter.done():
+            self._settle(eof=True)
+
+    def _settle(self, eof: bool) -> None:
+        """Answer the waiter once the response is complete or broken (or, at eof, cut short)."""
+        assert self._waiter is not None
+        try:
+            done = self._parse(eof)
+        except HttpProtocolError as exc:
+            self._fail(exc)
+            return
+        if done is not None:
+            self._waiter.set_result(done)
+        elif eof:
+            self._waiter.set_exception(
+                ConnectionResetError("the server closed the connection before a complete answer")
+            )
 
     # -- ours
     def usable(self, now: float, idle_timeout: float) -> bool:
