@@ -163,7 +163,11 @@ class SimAsterisk:
     # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve ARI on host:port (0 = any free port). Returns ``http://host:port``."""
-        self._runner = web.AppRunner(self.http.build(), access_log=None, handle_signals=False)
+        # keepalive 15 s: Asterisk closes an idle HTTP connection after http.conf's session_keep_alive
+        # (main/http.c DEFAULT_SESSION_KEEP_ALIVE 15000 ms); aiohttp's own default would keep it 75 s
+        self._runner = web.AppRunner(
+            self.http.build(), access_log=None, handle_signals=False, keepalive_timeout=15.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()

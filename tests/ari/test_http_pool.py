@@ -211,3 +211,17 @@ async def test_unasked_bytes_close_an_idle_connection(server):
     assert await pool.request(HEAD, b"{}", 5) == (200, b"{}")
     assert server.connections == 2
     await pool.close()
+
+
+async def test_an_idle_connection_the_server_closed_is_replaced(server):
+    """Asterisk closes an idle connection after http.conf's session_keep_alive (15 s by default;
+    an admin may set it lower than our idle cap): the next request opens a new one."""
+    pool = HttpPool("127.0.0.1", server.port)
+    closing: list = []
+    server.replies = [lambda t: (t.write(ok(b"{}")), closing.append(t))]
+    assert await pool.request(HEAD, b"{}", 5) == (200, b"{}")
+    closing[0].close()  # idle, then closed by the server (no Connection: close said)
+    await asyncio.sleep(0.05)
+    assert await pool.request(HEAD, b"{}", 5) == (200, b"{}")
+    assert server.connections == 2
+    await pool.close()
