@@ -70,7 +70,8 @@ from typing import Any
 from sqlalchemy import select
 
 from bench.pgschema import PG_URL, scratch_schema
-from controller.acd.setup import AcdSetup, AgentConfig, Membership, QueueConfig
+from bench.setups import one_queue
+from controller.acd.setup import AcdSetup, QueueConfig
 from controller.app import Controller
 from controller.clock import Clock
 from controller.config import load_settings
@@ -131,14 +132,7 @@ class Report:
 
 
 def _setup(agents: int) -> AcdSetup:
-    queue = QueueConfig("support", ring_timeout=8.0, wrapup=1.0, max_no_answer=1000)
-    return AcdSetup(
-        queues={"support": queue},
-        agents={
-            f"a{i}": AgentConfig(f"a{i}", f"Agent {i}", f"PJSIP/a{i}", (Membership("support"),))
-            for i in range(agents)
-        },
-    )
+    return one_queue(agents, QueueConfig("support", ring_timeout=8.0, wrapup=1.0, max_no_answer=1000))
 
 
 # ---------------------------------------------------------------------------------- the plan

@@ -20,7 +20,8 @@ import statistics
 from typing import Any
 
 from bench.pgschema import PG_URL, scratch_schema
-from controller.acd.setup import AcdSetup, AgentConfig, Membership, QueueConfig
+from bench.setups import one_queue
+from controller.acd.setup import AcdSetup, QueueConfig
 from controller.app import Controller
 from controller.clock import Clock
 from controller.config import load_settings
@@ -30,14 +31,7 @@ from controller.store import create_engine, upgrade
 
 
 def _setup(agents: int) -> AcdSetup:
-    queue = QueueConfig("support", ring_timeout=10.0, wrapup=0.0, reject_delay=0.0)
-    return AcdSetup(
-        queues={"support": queue},
-        agents={
-            f"a{i}": AgentConfig(f"a{i}", f"Agent {i}", f"PJSIP/a{i}", (Membership("support"),))
-            for i in range(agents)
-        },
-    )
+    return one_queue(agents, QueueConfig("support", ring_timeout=10.0, wrapup=0.0, reject_delay=0.0))
 
 
 def _behaviour(invite: Any):

@@ -19,10 +19,11 @@ import statistics
 import time
 from typing import Any
 
+from bench.setups import one_queue
 from controller.acd import commands as cmd
 from controller.acd import events as ev
 from controller.acd.engine import Engine
-from controller.acd.setup import AcdSetup, AgentConfig, Membership, QueueConfig, Strategy
+from controller.acd.setup import AcdSetup, QueueConfig, Strategy
 from controller.panel.hub import TICK_SLICE, PanelHub
 
 
@@ -36,11 +37,7 @@ def _wall(at: float | None) -> str | None:
 
 
 def _setup(n: int) -> AcdSetup:
-    q = QueueConfig("support", strategy=Strategy.LONGEST_IDLE, ring_timeout=15, wrapup=0)
-    agents = {
-        f"a{i}": AgentConfig(f"a{i}", f"Agent {i}", f"PJSIP/a{i}", (Membership("support"),)) for i in range(n)
-    }
-    return AcdSetup(queues={"support": q}, agents=agents)
+    return one_queue(n, QueueConfig("support", strategy=Strategy.LONGEST_IDLE, ring_timeout=15, wrapup=0))
 
 
 def _feed(hub: PanelHub, commands: list[cmd.Command]) -> None:

@@ -15,6 +15,7 @@ from controller.clock import Clock
 from controller.config import load_settings
 from controller.service import Services
 from controller.sim import SimAsterisk
+from tests.telephony.conftest import sim_controller
 
 ADMIN = "admin-token-123"
 SPEED = 20.0
@@ -89,17 +90,7 @@ async def make_stack(
         sim.add_phone(
             name, behaviour, registered=name not in offline, honor_auto_answer=name in honor_auto_answer
         )
-    controller = Controller(
-        setup,
-        ari_url=sim.base_url,
-        ari_user="acd",
-        ari_password="secret",
-        clock=clock,
-        seed=1,
-        backoff_initial=0.05,
-        backoff_max=0.2,
-        info_headers=info_headers,
-    )
+    controller = sim_controller(sim, setup, info_headers=info_headers)
     settings.setdefault("admin_token", ADMIN)
     svc_settings = load_settings(env_file=None, database_url="sqlite+aiosqlite:///unused", **settings)
     options = {"linger": 0.005, "retry_initial": 0.05, "retry_max": 0.2} | (writer_options or {})

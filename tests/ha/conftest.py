@@ -32,3 +32,15 @@ async def cluster_factory(pg_db):
     yield make
     for cluster in made:
         await cluster.close()
+
+
+async def alice_talking_bob_ringing(sim, timeout: float = 20):
+    """The scene a takeover test starts from, on phones ``alice`` (answers) and ``bob`` (lets his
+    first offer ring): caller 1001 talks with alice, caller 1002 rings bob.
+    Returns (talking caller, rung caller, bob's ringing INVITE)."""
+    talking = sim.place_call("101", caller_number="1001")
+    await talking.wait_for(lambda c: c.bridged_with == "alice", timeout=timeout)
+    rung = sim.place_call("101", caller_number="1002")
+    bob = sim.phones["bob"]
+    await sim.wait_for(lambda: bob.last_invite is not None and bob.last_invite.outcome == "ringing", timeout)
+    return talking, rung, bob.last_invite

@@ -17,6 +17,7 @@ import pytest
 
 from controller.clock import Clock
 from controller.sim import Answer, NoAnswer, SimAsterisk
+from tests.ha.conftest import alice_talking_bob_ringing
 from tests.ha.procs import ARI_PASSWORD, RENEW, TTL, Replicas, audit, roles_schema
 from tests.timing import JITTER, until
 
@@ -81,11 +82,8 @@ async def test_sigstop_active_standby_takes_over_and_the_woken_one_acts_on_nothi
     sim.add_phone("bob", [NoAnswer(), Answer(after=0.2)])
     a, b = await _active_and_standby(replicas)
 
-    talking = sim.place_call("101", caller_number="1001")
-    await talking.wait_for(lambda c: c.bridged_with == "alice", timeout=20)
-    waiting = sim.place_call("101", caller_number="1002")
+    talking, waiting, _ = await alice_talking_bob_ringing(sim)
     bob = sim.phones["bob"]
-    await sim.wait_for(lambda: bob.last_invite is not None and bob.last_invite.outcome == "ringing", 20)
     ringing_at = time.monotonic()
     # freeze an idle process: a request that passed the fence just before a freeze goes out when
     # it wakes (docs/reliability.md, known limits); this test is about everything after the freeze
@@ -138,12 +136,7 @@ async def test_sigkill_active_standby_takes_over_callers_keep_their_place(world)
     sim.add_phone("bob", [NoAnswer(), Answer(after=0.2)])
     a, b = await _active_and_standby(replicas)
 
-    talking = sim.place_call("101", caller_number="1001")
-    await talking.wait_for(lambda c: c.bridged_with == "alice", timeout=20)
-    rung = sim.place_call("101", caller_number="1002")
-    bob = sim.phones["bob"]
-    await sim.wait_for(lambda: bob.last_invite is not None and bob.last_invite.outcome == "ringing", 20)
-    ringing = bob.last_invite
+    talking, rung, ringing = await alice_talking_bob_ringing(sim)
     later = sim.place_call("101", caller_number="1003")
     await later.wait_for(lambda c: c.hearing_moh, timeout=20)
 
@@ -164,4 +157,5 @@ async def test_sigkill_active_standby_takes_over_callers_keep_their_place(world)
     assert later.channel is not None and later.bridged_with is None and later.outcome != "abandoned"
     assert talking.bridged_with == "alice" and len(talking.media) == 1  # untouched
     assert sim.phones["alice"].last_invite.outcome == "answered" and len(sim.phones["alice"].invites) == 1
+    bob = sim.phones["bob"]
     assert len(bob.invites) == 2 and bob.invites[1].from_number == "1002"

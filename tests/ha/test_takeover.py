@@ -15,6 +15,7 @@ from sqlalchemy import select
 from controller.ari.errors import Fenced
 from controller.sim import Answer, NoAnswer
 from controller.store.history import CallRow, OfferRow
+from tests.ha.conftest import alice_talking_bob_ringing
 from tests.telephony.conftest import make_setup
 
 
@@ -68,12 +69,7 @@ async def test_killed_active_standby_takes_over_callers_keep_their_place(cluster
     a = await c.replica("a")
     await _until(a.node.became_active.is_set)
     b = await c.replica("b")
-    first = sim.place_call("101", caller_number="1001")
-    await first.wait_for(lambda r: r.bridged_with == "alice", timeout=30)
-    second = sim.place_call("101", caller_number="1002")
-    bob = sim.phones["bob"]
-    await sim.wait_for(lambda: bob.last_invite is not None and bob.last_invite.outcome == "ringing", 30)
-    ringing = bob.last_invite
+    first, second, ringing = await alice_talking_bob_ringing(sim, timeout=30)
     third = sim.place_call("101", caller_number="1003")
     await third.wait_for(lambda r: r.hearing_moh, timeout=30)
 

@@ -15,7 +15,7 @@ from controller.acd.setup import QueueConfig
 from controller.app import Controller
 from controller.clock import Clock
 from controller.sim import Answer, SimAsterisk
-from tests.telephony.conftest import make_setup
+from tests.telephony.conftest import make_setup, sim_controller
 from tests.timing import TIMED_SPEED, late
 
 EXTENSIONS = Path(__file__).resolve().parents[2] / "asterisk-config" / "extensions.conf"
@@ -34,16 +34,7 @@ async def shipped():
     controllers: list[Controller] = []
 
     async def start(setup=None) -> Controller:
-        controller = Controller(
-            setup or make_setup({"alice": "alice"}),
-            ari_url=sim.base_url,
-            ari_user="acd",
-            ari_password="secret",
-            clock=clock,
-            seed=1,
-            backoff_initial=0.05,
-            backoff_max=0.2,
-        )
+        controller = sim_controller(sim, setup or make_setup({"alice": "alice"}))
         controllers.append(controller)
         await controller.start()
         return controller

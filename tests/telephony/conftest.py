@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -72,6 +73,21 @@ def make_setup(agents: dict[str, str], queue: QueueConfig | None = None, **queue
     )
 
 
+def sim_controller(sim: SimAsterisk, setup: AcdSetup, **kw: Any) -> Controller:
+    """A controller for ``sim`` (made with user acd / password secret) on the sim's clock, with the
+    short reconnect backoff the tests use; ``kw`` overrides or adds Controller arguments."""
+    options: dict[str, Any] = {
+        "ari_url": sim.base_url,
+        "ari_user": "acd",
+        "ari_password": "secret",
+        "clock": sim.clock,
+        "seed": 1,
+        "backoff_initial": 0.05,
+        "backoff_max": 0.2,
+    }
+    return Controller(setup, **(options | kw))
+
+
 @pytest.fixture
 async def world_factory() -> AsyncIterator[Callable[..., object]]:
     worlds: list[World] = []
@@ -91,16 +107,7 @@ async def world_factory() -> AsyncIterator[Callable[..., object]]:
         await sim.start("127.0.0.1", 0)
         for name, behaviour in phones.items():
             sim.add_phone(name, behaviour, registered=name not in offline)
-        controller = Controller(
-            setup,
-            ari_url=sim.base_url,
-            ari_user="acd",
-            ari_password="secret",
-            clock=clock,
-            seed=seed,
-            backoff_initial=0.05,
-            backoff_max=0.2,
-        )
+        controller = sim_controller(sim, setup, seed=seed)
         world = World(sim, controller)
         if prepare is not None:
             prepare(sim, controller)  # faults, shell settings: before the first request
